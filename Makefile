@@ -1,0 +1,71 @@
+# Everything runs inside .venv, created and filled from requirements/lock.txt on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KERNEL := dlbook
+# The book's notebooks print one compact line per epoch (no progress widgets, no timings).
+export COMPANION_PROGRESS := line
+export PYTHONHASHSEED := 0
+NB ?= book
+
+.PHONY: install test unit nbval book book-check browser-check benchmarks execute lab clean help
+
+help:
+	@echo "make test     unit tests + every notebook under nbval + book build (what CI runs)"
+	@echo "make book     build the HTML book into _build/html"
+	@echo "make lab      JupyterLab with the '$(KERNEL)' kernel that imports companion"
+	@echo "make execute  re-run notebooks in place (NB=book/01_images_as_tensors.ipynb for one)"
+
+install: $(STAMP)
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (dlbook)" >/dev/null
+	touch $@
+
+test: unit nbval book-check browser-check
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+nbval: $(STAMP)
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
+	    --durations=0 -q book
+
+book-check: $(STAMP)
+	rm -rf _build/html
+	$(VENV)/bin/jupyter-book build . -W --keep-going -q
+
+# The built book as readers meet it (needs Debian's chromium; .ci/run installs it): Sphinx's
+# linkcheck on internal links (external ones are ignored offline), then headless Chromium over every
+# page of the table of contents (tests/browser). Screenshots land in _build/screenshots/.
+browser-check: book-check
+	$(VENV)/bin/jupyter-book build . --builder linkcheck -W --keep-going -q
+	mkdir -p _build/linkcheck && mv -f _build/html/output.txt _build/html/output.json _build/linkcheck/
+	BOOK_BROWSER_CHECK=1 $(PY) -m pytest tests/browser -q
+
+# Timing scripts (never tests): each benchmarks/bench_*.py's output is stored in
+# benchmarks/results/, which the book's Performance appendix shows.
+benchmarks: $(STAMP)
+	mkdir -p benchmarks/results
+	for f in benchmarks/bench_*.py; do \
+	    n=$$(basename $$f .py); echo "== $$n"; \
+	    $(PY) $$f > benchmarks/results/$$n.txt.tmp && mv benchmarks/results/$$n.txt.tmp benchmarks/results/$$n.txt || exit 1; \
+	done
+
+book: book-check
+	@echo "The book is built: open file://$(CURDIR)/_build/html/index.html"
+
+execute: $(STAMP)
+	$(PY) scripts/execute_notebooks.py $(NB)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=book $(if $(filter 0,$(shell id -u)),--allow-root)
+
+clean:
+	rm -rf _build
