@@ -63,9 +63,13 @@ class MnistBNNet(nn.Module):
 
     (B, 1, 28, 28) -> block 1->w -> (B, w, 14, 14) -> block w->2w -> (B, 2w, 7, 7)
     -> flatten -> dropout -> fc 2w*7*7 -> num_classes. Returns logits.
+
+    With the default ``width=12`` it has 21,094 parameters. The chapter "Generalization and data
+    augmentation" trains it for 12 epochs on the 4,000 offline training digits (random affine
+    augmentation, AdamW, one-cycle schedule) to 98.7% on the 1,000 held-out digits.
     """
 
-    def __init__(self, num_classes: int = 10, width: int = 16, dropout: float = 0.3) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 12, dropout: float = 0.3) -> None:
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be a positive number of channels, got {width}")
