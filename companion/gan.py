@@ -1,0 +1,237 @@
+"""Training and measuring a GAN (Goodfellow et al. 2014) with the book's ``Trainer``.
+
+* Losses on **logits** with ``BCEWithLogitsLoss`` (a log-sum-exp inside, so no ``log(0)``):
+  :func:`discriminator_loss`, the non-saturating :func:`generator_loss` used in practice and the
+  original minimax :func:`saturating_generator_loss` for comparison.
+* :func:`gan_step` -- one discriminator update then one generator update, as a ``Trainer``
+  ``step_fn`` with ``model = nn.ModuleDict({"G": ..., "D": ...})`` and
+  ``optimizer = {"G": ..., "D": ...}``. Checkpoint / resume then work through the ``Trainer``.
+* Sample quality measured with a classifier trained in the book (no downloaded Inception
+  weights): class histogram and coverage, mean confidence, a classifier score (the Inception
+  Score of Salimans et al. 2016 with an MNIST classifier) and a Frechet distance on the
+  classifier's penultimate features (the FID of Heusel et al. 2017, same substitution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+# --------------------------------------------------------------------------------------------
+# Losses (all on logits)
+# --------------------------------------------------------------------------------------------
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """``-E[log D(x)] - E[log(1 - D(G(z)))]``: real images labelled 1, generated ones 0."""
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss ``-E[log D(G(z))]``: generated images labelled "real"."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def saturating_generator_loss(fake_logits: Tensor) -> Tensor:
+    """The minimax game's generator loss ``E[log(1 - D(G(z)))]`` (it saturates when D wins)."""
+    return -F.softplus(fake_logits).mean()  # log(1 - sigmoid(a)) = -softplus(a)
+
+
+# --------------------------------------------------------------------------------------------
+# One training step
+# --------------------------------------------------------------------------------------------
+def to_tanh_range(images: Tensor) -> Tensor:
+    """Images in [0, 1] (as ``companion.data`` serves them) -> [-1, 1], the generator's range."""
+    if images.numel() and (float(images.min()) < 0.0 or float(images.max()) > 1.0):
+        raise ValueError(
+            f"real images must be in [0, 1] (as companion.data serves them); got values in "
+            f"[{float(images.min()):.3f}, {float(images.max()):.3f}]. Drop the dataset's Normalize transform."
+        )
+    return images * 2 - 1
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """Generator output in [-1, 1] -> [0, 1], the range the book's classifiers read."""
+    return (images.clamp(-1, 1) + 1) / 2
+
+
+def discriminator_step(G: nn.Module, D: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+    """Update D on real images (label 1) and generated ones (label 0); G receives no gradient."""
+    optimizer.zero_grad(set_to_none=True)
+    real_logits = D(real)  # (B,)
+    fake_logits = D(fake.detach())  # (B,) detach: this step must not build a path into G
+    loss = discriminator_loss(real_logits, fake_logits)
+    loss.backward()
+    optimizer.step()
+    return {"loss_D": loss.detach(), "D_real": torch.sigmoid(real_logits).mean().detach(),
+            "D_fake": torch.sigmoid(fake_logits).mean().detach()}
+
+
+def generator_step(D: nn.Module, optimizer: torch.optim.Optimizer, fake: Tensor) -> dict[str, Tensor]:
+    """Update G through a *fresh* pass of the (just updated) D, whose parameters stay frozen.
+
+    ``fake`` must still carry its graph back to G. D's ``requires_grad`` is switched off for the
+    backward pass, so this step neither computes nor leaves gradients in D's parameters.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    flags = [p.requires_grad for p in D.parameters()]
+    D.requires_grad_(False)
+    try:
+        loss = generator_loss(D(fake))  # (B,) logits -> scalar
+        loss.backward()
+    finally:
+        for p, flag in zip(D.parameters(), flags):
+            p.requires_grad_(flag)
+    optimizer.step()
+    return {"loss_G": loss.detach()}
+
+
+def gan_step(trainer, batch) -> dict[str, Tensor]:
+    """``Trainer`` step: one D update, then one G update, on a batch of real images in [0, 1].
+
+    Needs ``trainer.model`` with entries ``"G"`` (with a ``z_dim`` attribute) and ``"D"``, and
+    ``trainer.optimizer == {"G": ..., "D": ...}``. Noise is drawn from the global torch RNG, whose
+    state the ``Trainer`` checkpoints, so a resumed run continues exactly.
+    """
+    model, opt = trainer.model, trainer.optimizer
+    if not (isinstance(opt, dict) and set(opt) == {"G", "D"}):
+        raise ValueError(f"gan_step needs optimizer={{'G': ..., 'D': ...}}; got {type(opt).__name__} "
+                         f"{sorted(opt) if isinstance(opt, dict) else ''}")
+    G, D = model["G"], model["D"]
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    real = to_tanh_range(trainer.to_device(images))  # (B, 1, 28, 28) in [-1, 1]
+    z = torch.randn(real.shape[0], G.z_dim).to(trainer.device)  # (B, z_dim)
+    fake = G(z)  # (B, 1, 28, 28); its graph is used once, by the generator step
+    out = discriminator_step(G, D, opt["D"], real, fake)
+    out.update(generator_step(D, opt["G"], fake))
+    return out
+
+
+@dataclass
+class SampleSnapshots:
+    """``Trainer`` callback: after every epoch, the generator's images for one fixed noise batch."""
+
+    z: Tensor
+    images: list[Tensor] = field(default_factory=list)  # one (n, 1, 28, 28) tensor in [-1, 1] per epoch
+
+    @torch.no_grad()
+    def __call__(self, trainer, record) -> bool:
+        G = trainer.model["G"]
+        was_training = G.training
+        G.eval()
+        self.images.append(G(self.z.to(trainer.device)).cpu())
+        G.train(was_training)
+        return False
+
+
+@torch.no_grad()
+def generate(G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 500) -> Tensor:
+    """``n`` images in [-1, 1] from ``G`` in eval mode, from noise drawn with its own ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        chunks = [G(torch.randn(min(batch_size, n - i), G.z_dim, generator=gen).to(device)).cpu()
+                  for i in range(0, n, batch_size)]
+    finally:
+        G.train(was_training)
+    return torch.cat(chunks)
+
+
+# --------------------------------------------------------------------------------------------
+# Sample quality, measured with a classifier
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def classifier_outputs(classifier: nn.Module, images: Tensor, feature_layer: nn.Module,
+                       batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """Class probabilities (N, K) and penultimate features (N, F) for images in [0, 1].
+
+    The features are the *input* of ``feature_layer`` (e.g. the last linear layer), captured
+    with a forward pre-hook. The classifier runs in eval mode.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W); got {tuple(images.shape)}")
+    captured: list[Tensor] = []
+    handle = feature_layer.register_forward_pre_hook(lambda m, args: captured.append(args[0].flatten(1).cpu()))
+    device = next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        probs = [F.softmax(classifier(images[i:i + batch_size].to(device)), dim=1).cpu()
+                 for i in range(0, len(images), batch_size)]
+    finally:
+        handle.remove()
+        classifier.train(was_training)
+    if len(captured) != len(probs):
+        raise ValueError("feature_layer was not called exactly once per forward pass; pass the classifier's last layer")
+    return torch.cat(probs).double(), torch.cat(captured).double()
+
+
+def class_histogram(probs: Tensor) -> Tensor:
+    """Fraction of samples whose most probable class is each class: (K,), sums to 1."""
+    k = probs.shape[1]
+    return torch.bincount(probs.argmax(1), minlength=k).double() / len(probs)
+
+
+def mean_confidence(probs: Tensor) -> float:
+    """Mean over samples of the classifier's top probability."""
+    return float(probs.max(1).values.mean())
+
+
+def classifier_score(probs: Tensor, eps: float = 1e-12) -> float:
+    """``exp(E_x KL(p(y|x) || p(y)))``, the Inception Score computed with another classifier.
+
+    It lies between 1 (every sample gets the same prediction) and K (each sample is one
+    class with certainty and all K classes are equally frequent).
+    """
+    if probs.ndim != 2 or len(probs) == 0:
+        raise ValueError(f"probs must be a non-empty (N, K) matrix; got {tuple(probs.shape)}")
+    p = probs.double().clamp_min(eps)
+    marginal = p.mean(0, keepdim=True)  # (1, K) = p(y)
+    kl = (p * (p.log() - marginal.log())).sum(1)  # (N,)
+    return float(kl.mean().exp())
+
+
+def _sqrtm_psd(matrix: Tensor) -> Tensor:
+    """Square root of a symmetric positive semi-definite matrix, by eigendecomposition."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N, F) and (M, F).
+
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2)``, computed in float64.
+    """
+    if features_a.ndim != 2 or features_b.ndim != 2 or features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(f"feature sets must be (N, F) and (M, F); got {tuple(features_a.shape)} and {tuple(features_b.shape)}")
+    if min(len(features_a), len(features_b)) < 2:
+        raise ValueError("each feature set needs at least 2 rows to estimate a covariance")
+    a, b = features_a.double(), features_b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.atleast_2d(torch.cov(a.T)), torch.atleast_2d(torch.cov(b.T))  # (F, F)
+    root_a = _sqrtm_psd(cov_a)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()  # tr (S_a^1/2 S_b S_a^1/2)^1/2
+    value = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    return max(float(value), 0.0)
+
+
+def sample_quality(classifier: nn.Module, images: Tensor, feature_layer: nn.Module,
+                   reference_features: Tensor | None = None) -> dict[str, float]:
+    """All the sample-quality numbers for images in [0, 1], in one dict.
+
+    ``min_class_fraction`` (the rarest class's share; 0 means a missing digit) is the simplest
+    mode-collapse alarm. ``frechet`` is measured against ``reference_features`` when given.
+    """
+    probs, feats = classifier_outputs(classifier, images, feature_layer)
+    hist = class_histogram(probs)
+    out = {"min_class_fraction": float(hist.min()), "classes_covered": int((hist > 0).sum()),
+           "mean_confidence": mean_confidence(probs), "classifier_score": classifier_score(probs)}
+    if reference_features is not None:
+        out["frechet"] = frechet_distance(feats, reference_features)
+    return out

@@ -1,0 +1,117 @@
+"""A slim DCGAN for 1x28x28 digits (Radford, Metz & Chintala 2016).
+
+DCGAN conventions kept here: no pooling (strided convolutions down, strided transposed
+convolutions up), batch norm in both nets except the generator's output and the discriminator's
+input layer, ReLU in the generator with ``tanh`` on its output, LeakyReLU(0.2) in the
+discriminator, and weights drawn from N(0, 0.02).
+
+Two stride-2 steps link 7x7 and 28x28 (7 -> 14 -> 28) in both nets, so the generator's images
+have exactly the size the discriminator reads. The discriminator returns a **logit**: pair it with
+``nn.BCEWithLogitsLoss`` (see :mod:`companion.gan`), never with ``log(sigmoid(.))``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+IMAGE_SHAPE = (1, 28, 28)
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """DCGAN initialisation: conv / linear weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def up_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Double the spatial size: 4x4 transposed convolution, stride 2, padding 1 -> BN -> ReLU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def down_block(in_channels: int, out_channels: int, norm: bool = True) -> nn.Sequential:
+    """Halve the spatial size: 4x4 convolution, stride 2, padding 1 -> (BN) -> LeakyReLU(0.2)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class DCGANGenerator(nn.Module):
+    """Noise ``z`` (B, z_dim) -> images (B, 1, 28, 28) in [-1, 1].
+
+    project z to (2w, 7, 7) -> BN -> ReLU -> up to (w, 14, 14) -> transposed conv to (1, 28, 28)
+    -> tanh, with ``w = width``. Radford et al. (2016) use width 128 for 64x64 images; a width of
+    32-64 is plenty for 28x28 digits and trains on a CPU in seconds per epoch.
+    """
+
+    def __init__(self, z_dim: int = 100, width: int = 64) -> None:
+        super().__init__()
+        if z_dim < 1 or width < 1:
+            raise ValueError(f"z_dim and width must be positive; got z_dim={z_dim}, width={width}")
+        self.z_dim = z_dim
+        self.width = width
+        self.project = nn.Sequential(
+            nn.Linear(z_dim, 2 * width * 7 * 7, bias=False),
+            nn.Unflatten(1, (2 * width, 7, 7)),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
+        )
+        self.up = up_block(2 * width, width)
+        self.to_image = nn.ConvTranspose2d(width, IMAGE_SHAPE[0], 4, stride=2, padding=1)
+        self.apply(dcgan_init_)
+
+    def forward(self, z: Tensor) -> Tensor:  # (B, z_dim)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"DCGANGenerator expects noise of shape (B, {self.z_dim}); got {tuple(z.shape)}")
+        x = self.project(z)  # (B, 2w, 7, 7)
+        x = self.up(x)  # (B, w, 14, 14)
+        return torch.tanh(self.to_image(x))  # (B, 1, 28, 28) in [-1, 1]
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` standard-normal noise vectors on the generator's device."""
+        device = next(self.parameters()).device
+        return torch.randn(n, self.z_dim, generator=generator).to(device)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Images (B, 1, 28, 28) in [-1, 1] -> one logit per image (B,): positive means "real".
+
+    conv down to (w, 14, 14) -> LeakyReLU (no BN on the input layer) -> down to (2w, 7, 7) -> BN
+    -> LeakyReLU -> linear to a logit. No sigmoid: the loss applies it, stably.
+    """
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be positive; got {width}")
+        self.width = width
+        self.down1 = down_block(IMAGE_SHAPE[0], width, norm=False)
+        self.down2 = down_block(width, 2 * width)
+        self.classify = nn.Linear(2 * width * 7 * 7, 1)
+        self.apply(dcgan_init_)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, 1, 28, 28)
+        if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+            raise ValueError(
+                f"DCGANDiscriminator expects images of shape (B, 1, 28, 28); got {tuple(x.shape)}. "
+                "A generator making other sizes must be fixed, not reshaped to fit."
+            )
+        x = self.down1(x)  # (B, w, 14, 14)
+        x = self.down2(x)  # (B, 2w, 7, 7)
+        return self.classify(x.flatten(1)).squeeze(1)  # (B,) logits
+
+
+def dcgan(z_dim: int = 100, width: int = 64) -> nn.ModuleDict:
+    """Generator and discriminator in one ``nn.ModuleDict`` (keys ``"G"``, ``"D"``) for the Trainer."""
+    return nn.ModuleDict({"G": DCGANGenerator(z_dim, width), "D": DCGANDiscriminator(width)})
