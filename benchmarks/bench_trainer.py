@@ -5,7 +5,7 @@ from the same initial weights, for the same number of epochs. Runs alternate (pl
 trainer, ...) so that drift in the machine's speed hits both alike; the ratio of the medians is
 printed. Target: under 3% extra time (ratio < 1.03).
 
-    .venv/bin/python benchmarks/trainer_overhead.py [--runs 5] [--epochs 1]
+    .venv/bin/python benchmarks/bench_trainer.py [--runs 5] [--epochs 1]
 
 The header printed first records the evidence: machine, versions, threads, number of runs.
 """

@@ -2,10 +2,16 @@
 
 One concept per module, so a reader finds any piece in one look:
 
-- :mod:`companion.repro`  -- seeds, thread count and print precision for reproducible runs
-- :mod:`companion.data`   -- real, offline-first datasets (MNIST, ...)
-- :mod:`companion.train`  -- the :class:`~companion.train.Trainer` and its :class:`~companion.train.History`
-- :mod:`companion.models` -- every model the book trains, one file per family
+- :mod:`companion.repro`    -- seeds, thread count and print precision for reproducible runs
+- :mod:`companion.data`     -- real, offline-first datasets (MNIST, CIFAR-10, photo-blended digits)
+- :mod:`companion.train`    -- the :class:`~companion.train.Trainer` and its :class:`~companion.train.History`
+- :mod:`companion.metrics`  -- accuracy, confusion matrix, precision/recall/F1, IoU, calibration
+- :mod:`companion.ops`      -- convolution and pooling from scratch, checked against PyTorch
+- :mod:`companion.models`   -- every model the book trains, one file per family
+- :mod:`companion.transfer` -- replacing heads, freezing layers, loading pretrained weights
+- :mod:`companion.gan`      -- GAN losses, the two-optimizer training step, sample-quality metrics
+- :mod:`companion.export`   -- saving weights with metadata; torch.export / ONNX export
+- :mod:`companion.predict`  -- the command-line predictor (``python -m companion.predict``)
 """
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -357,14 +357,21 @@ class Trainer:
             generator.set_state(rng["loader"])
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``."""
+def write_atomic(data: bytes | Callable[[BinaryIO], None], path: str | os.PathLike) -> Path:
+    """Write ``data`` (bytes, or a function writing to a binary file) to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and the file is then
+    renamed over ``path``: a reader sees the old file or the new one, never half a file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            if isinstance(data, (bytes, bytearray)):
+                f.write(data)
+            else:
+                data(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -372,6 +379,11 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`write_atomic`: a crash mid-write never leaves a truncated file."""
+    return write_atomic(lambda f: torch.save(obj, f), path)
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
