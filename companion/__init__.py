@@ -6,6 +6,7 @@ One concept per module, so a reader finds any piece in one look:
 - :mod:`companion.data`     -- real, offline-first datasets (MNIST, CIFAR-10, photo-blended digits)
 - :mod:`companion.train`    -- the :class:`~companion.train.Trainer` and its :class:`~companion.train.History`
 - :mod:`companion.metrics`  -- accuracy, confusion matrix, precision/recall/F1, IoU, calibration
+- :mod:`companion.augment`  -- random affine augmentation of whole batches, checked against torchvision
 - :mod:`companion.ops`      -- convolution and pooling from scratch, checked against PyTorch
 - :mod:`companion.models`   -- every model the book trains, one file per family
 - :mod:`companion.transfer` -- replacing heads, freezing layers, loading pretrained weights
