@@ -62,6 +62,23 @@ def test_generator_output_fits_discriminator():
     assert model["D"](model["G"](torch.randn(2, 16))).shape == (2,)
 
 
+def test_width_64_has_the_reference_layer_sizes():
+    # the reference article: fc to 256x7x7, transposed convs 256->128->64, then (fixed) 64->1;
+    # discriminator convs 1->64->128 and a linear layer on 128x7x7 features
+    G, D = DCGANGenerator(z_dim=100, width=64), DCGANDiscriminator(width=64)
+    assert G.project[0].weight.shape == (256 * 7 * 7, 100)
+    assert G.up1[0].weight.shape[:2] == (256, 128) and G.up2[0].weight.shape[:2] == (128, 64)
+    assert G.to_image.weight.shape == (1, 64, 3, 3) and G.to_image.stride == (1, 1)
+    assert D.down1[0].weight.shape[:2] == (64, 1) and D.down2[0].weight.shape[:2] == (128, 64)
+    assert D.classify.weight.shape == (1, 128 * 7 * 7)
+
+
+def test_builder_sets_the_discriminator_width_separately():
+    model = dcgan(z_dim=8, width=4, d_width=6)
+    assert model["G"].width == 4 and model["D"].width == 6
+    assert dcgan(z_dim=8, width=4)["D"].width == 4
+
+
 def test_bad_shapes_give_clear_errors():
     with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
         DCGANDiscriminator(width=4)(torch.zeros(2, 1, 56, 56))
@@ -71,7 +88,7 @@ def test_bad_shapes_give_clear_errors():
 
 def test_dcgan_init_statistics():
     G = DCGANGenerator(z_dim=100, width=64)
-    w = G.up[0].weight.detach()
+    w = G.up1[0].weight.detach()
     assert abs(float(w.std()) - 0.02) < 0.002
     assert abs(float(w.mean())) < 0.002
 
