@@ -49,30 +49,43 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 # --------------------------------------------------------------------------------------------
 # Blocks
 # --------------------------------------------------------------------------------------------
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions plus a shortcut: ``y = relu(F(x) + shortcut(x))`` (paper Fig. 2).
+class TwoConvBranch(nn.Module):
+    """The branch ``F(x)`` of a basic block: 3x3 conv -> BN -> ReLU -> 3x3 conv -> BN (paper Fig. 2).
 
-    ``downsample`` maps ``x`` to the shape of ``F(x)`` when they differ (a projection, option B,
-    or :class:`PadShortcut`, option A); ``None`` means the identity.
+    :class:`BasicBlock` adds a shortcut to it; :class:`PlainBlock` does not. Both inherit the
+    layers from here, so their parameter names (``conv1``, ``bn1``, ``conv2``, ``bn2``) match.
     """
 
     expansion: int = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
+
+    def branch(self, x: Tensor) -> Tensor:  # (B, inplanes, H, W)
+        out = self.relu(self.bn1(self.conv1(x)))  # (B, planes, H/s, W/s)
+        return self.bn2(self.conv2(out))  # F(x)
+
+
+class BasicBlock(TwoConvBranch):
+    """Two 3x3 convolutions plus a shortcut: ``y = relu(F(x) + shortcut(x))`` (paper Fig. 2).
+
+    ``downsample`` maps ``x`` to the shape of ``F(x)`` when they differ (a projection, option B,
+    or :class:`PadShortcut`, option A); ``None`` means the identity.
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__(inplanes, planes, stride)
         self.downsample = downsample
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:  # (B, inplanes, H, W)
         identity = x if self.downsample is None else self.downsample(x)  # (B, planes, H/s, W/s)
-        out = self.relu(self.bn1(self.conv1(x)))  # (B, planes, H/s, W/s)
-        out = self.bn2(self.conv2(out))  # F(x)
-        return self.relu(out + identity)  # F(x) + x, then the nonlinearity
+        return self.relu(self.branch(x) + identity)  # F(x) + x, then the nonlinearity
 
 
 class Bottleneck(nn.Module):
@@ -103,26 +116,18 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class PlainBlock(nn.Module):
+class PlainBlock(TwoConvBranch):
     """:class:`BasicBlock` without its shortcut: ``y = relu(F(x))``. For the degradation experiment.
 
-    Deliberately not a subclass of :class:`BasicBlock`: ``zero_init_residual`` and other code that
-    treats residual blocks specially must not touch it.
+    Deliberately a sibling, not a subclass, of :class:`BasicBlock`: ``zero_init_residual`` and
+    other code that treats residual blocks specially (``isinstance(m, BasicBlock)``) must not touch it.
     """
 
-    expansion: int = 1
-
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        super().__init__(inplanes, planes, stride)  # downsample: accepted for the builder's signature, unused
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)))  # no "+ x"
+        return self.relu(self.branch(x))  # no "+ x"
 
 
 class PadShortcut(nn.Module):
@@ -263,7 +268,7 @@ class CifarResNet(nn.Module):
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (projection), not {shortcut!r}")
         n = (depth - 2) // 6
-        self.depth, self.shortcut = depth, shortcut
+        self.shortcut = shortcut
         self.inplanes = width
         self.conv1 = conv3x3(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
