@@ -14,8 +14,6 @@ spent on GAN training so far.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import torch
@@ -23,11 +21,12 @@ from torch import nn
 
 from companion import gan
 from companion.data import loaders, mnist
-from companion.models import DCGANDiscriminator, DCGANGenerator
+from companion.models import dcgan
 from companion.repro import seed_everything
 from companion.train import Trainer
+from _common import machine_header
 
-SEED, G_WIDTH, D_WIDTH, Z_DIM, BATCH_SIZE, N_SAMPLES = 0, 16, 32, 100, 32, 1000
+SEED, G_WIDTH, D_WIDTH, Z_DIM, BATCH_SIZE = 0, 16, 32, 100, 32
 
 
 def judge(train_set, test_set) -> tuple[nn.Module, float]:
@@ -55,20 +54,19 @@ def main() -> None:
     feature_layer = classifier[-1]
     real_images, _ = test_set.tensors()
     half = len(real_images) // 2
-    _, reference = gan.classifier_outputs(classifier, real_images[half:], feature_layer)
-    real = gan.sample_quality(classifier, real_images[:half], feature_layer, reference)
+    real_probs, real_feats = gan.classifier_outputs(classifier, real_images, feature_layer)
+    reference = real_feats[half:]  # the second half of the real digits is the reference set
+    real = gan.quality_from_outputs(real_probs[:half], real_feats[:half], reference)
 
     seed_everything(SEED)
-    model = nn.ModuleDict({"G": DCGANGenerator(Z_DIM, G_WIDTH), "D": DCGANDiscriminator(D_WIDTH)})
+    model = dcgan(Z_DIM, G_WIDTH, D_WIDTH)
     optimizers = {k: torch.optim.Adam(model[k].parameters(), lr=2e-4, betas=(0.5, 0.999)) for k in ("G", "D")}
     train_loader, _ = loaders(train_set, batch_size=BATCH_SIZE, seed=SEED)
     trainer = Trainer(model, optimizers, step_fn=gan.gan_step, progress="off")
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"# python {platform.python_version()}, torch {torch.__version__}")
+    print(machine_header())
     print(f"# one run: DCGAN widths G {G_WIDTH} / D {D_WIDTH}, batch {BATCH_SIZE}, {len(train_loader)} steps per epoch; judge accuracy "
-          f"{judge_acc:.3f}; {N_SAMPLES // 2} generated vs {half} real held-out digits per row")
+          f"{judge_acc:.3f}; {half} generated vs {half} real held-out digits per row")
     print(f"{'epochs':>6s} {'GAN CPU s':>9s} {'min class':>9s} {'confidence':>10s} {'cls score':>9s} {'Frechet':>8s}")
     print(f"{'real':>6s} {'':>9s} {real['min_class_fraction']:9.3f} {real['mean_confidence']:10.3f} "
           f"{real['classifier_score']:9.2f} {real['frechet']:8.1f}")
@@ -77,8 +75,8 @@ def main() -> None:
         start = time.process_time()
         trainer.fit(train_loader, epochs=epoch)
         cpu += time.process_time() - start
-        fake = gan.to_unit_range(gan.generate(model["G"], N_SAMPLES, seed=SEED + 3))
-        q = gan.sample_quality(classifier, fake[:half], feature_layer, reference)
+        fake = gan.to_unit_range(gan.generate(model["G"], half, seed=SEED + 3))
+        q = gan.sample_quality(classifier, fake, feature_layer, reference)
         print(f"{epoch:6d} {cpu:9.0f} {q['min_class_fraction']:9.3f} {q['mean_confidence']:10.3f} "
               f"{q['classifier_score']:9.2f} {q['frechet']:8.1f}", flush=True)
     print("targets: min class >= 0.05 and confidence >= 0.9")

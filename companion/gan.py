@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .train import eval_mode
+
 
 # --------------------------------------------------------------------------------------------
 # Losses (all on logits)
@@ -59,7 +61,7 @@ def to_unit_range(images: Tensor) -> Tensor:
     return (images.clamp(-1, 1) + 1) / 2
 
 
-def discriminator_step(G: nn.Module, D: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+def discriminator_step(D: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
     """Update D on real images (label 1) and generated ones (label 0); G receives no gradient."""
     optimizer.zero_grad(set_to_none=True)
     real_logits = D(real)  # (B,)
@@ -106,7 +108,7 @@ def gan_step(trainer, batch) -> dict[str, Tensor]:
     real = to_tanh_range(trainer.to_device(images))  # (B, 1, 28, 28) in [-1, 1]
     z = torch.randn(real.shape[0], G.z_dim).to(trainer.device)  # (B, z_dim)
     fake = G(z)  # (B, 1, 28, 28); its graph is used once, by the generator step
-    out = discriminator_step(G, D, opt["D"], real, fake)
+    out = discriminator_step(D, opt["D"], real, fake)
     out.update(generator_step(D, opt["G"], fake))
     return out
 
@@ -121,25 +123,17 @@ class SampleSnapshots:
     @torch.no_grad()
     def __call__(self, trainer, record) -> bool:
         G = trainer.model["G"]
-        was_training = G.training
-        G.eval()
-        self.images.append(G(self.z.to(trainer.device)).cpu())
-        G.train(was_training)
+        with eval_mode(G):
+            self.images.append(G(self.z.to(trainer.device)).cpu())
         return False
 
 
 @torch.no_grad()
 def generate(G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 500) -> Tensor:
-    """``n`` images in [-1, 1] from ``G`` in eval mode, from noise drawn with its own ``seed``."""
+    """``n`` images in [-1, 1] from ``G`` (a :class:`DCGANGenerator`) in eval mode, from noise drawn with its own ``seed``."""
     gen = torch.Generator().manual_seed(seed)
-    device = next(G.parameters()).device
-    was_training = G.training
-    G.eval()
-    try:
-        chunks = [G(torch.randn(min(batch_size, n - i), G.z_dim, generator=gen).to(device)).cpu()
-                  for i in range(0, n, batch_size)]
-    finally:
-        G.train(was_training)
+    with eval_mode(G):
+        chunks = [G(G.sample_noise(min(batch_size, n - i), generator=gen)).cpu() for i in range(0, n, batch_size)]
     return torch.cat(chunks)
 
 
@@ -159,14 +153,12 @@ def classifier_outputs(classifier: nn.Module, images: Tensor, feature_layer: nn.
     captured: list[Tensor] = []
     handle = feature_layer.register_forward_pre_hook(lambda m, args: captured.append(args[0].flatten(1).cpu()))
     device = next(classifier.parameters()).device
-    was_training = classifier.training
-    classifier.eval()
     try:
-        probs = [F.softmax(classifier(images[i:i + batch_size].to(device)), dim=1).cpu()
-                 for i in range(0, len(images), batch_size)]
+        with eval_mode(classifier):
+            probs = [F.softmax(classifier(images[i:i + batch_size].to(device)), dim=1).cpu()
+                     for i in range(0, len(images), batch_size)]
     finally:
         handle.remove()
-        classifier.train(was_training)
     if len(captured) != len(probs):
         raise ValueError("feature_layer was not called exactly once per forward pass; pass the classifier's last layer")
     return torch.cat(probs).double(), torch.cat(captured).double()
@@ -221,17 +213,22 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     return max(float(value), 0.0)
 
 
-def sample_quality(classifier: nn.Module, images: Tensor, feature_layer: nn.Module,
-                   reference_features: Tensor | None = None) -> dict[str, float]:
-    """All the sample-quality numbers for images in [0, 1], in one dict.
+def quality_from_outputs(probs: Tensor, features: Tensor, reference_features: Tensor | None = None) -> dict[str, float]:
+    """All the sample-quality numbers from a classifier's outputs (see :func:`classifier_outputs`).
 
     ``min_class_fraction`` (the rarest class's share; 0 means a missing digit) is the simplest
     mode-collapse alarm. ``frechet`` is measured against ``reference_features`` when given.
     """
-    probs, feats = classifier_outputs(classifier, images, feature_layer)
     hist = class_histogram(probs)
     out = {"min_class_fraction": float(hist.min()), "classes_covered": int((hist > 0).sum()),
            "mean_confidence": mean_confidence(probs), "classifier_score": classifier_score(probs)}
     if reference_features is not None:
-        out["frechet"] = frechet_distance(feats, reference_features)
+        out["frechet"] = frechet_distance(features, reference_features)
     return out
+
+
+def sample_quality(classifier: nn.Module, images: Tensor, feature_layer: nn.Module,
+                   reference_features: Tensor | None = None) -> dict[str, float]:
+    """All the sample-quality numbers for images in [0, 1], in one dict (see :func:`quality_from_outputs`)."""
+    probs, feats = classifier_outputs(classifier, images, feature_layer)
+    return quality_from_outputs(probs, feats, reference_features)

@@ -15,9 +15,10 @@ import os
 import random
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -94,6 +95,20 @@ class History:
             fig.suptitle(title)
         fig.tight_layout()
         return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Eval mode for a block of code
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a ``with`` block with ``model`` in eval mode, then put it back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,25 +239,17 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader) -> dict[str, float]:
         """Mean loss and metrics over ``loader``, in eval mode and without gradients."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             return self._run(loader, self.eval_fn, "eval")
-        finally:
-            self.model.train(was_training)
 
     @torch.no_grad()
     def predict(self, loader) -> tuple[Tensor, Tensor]:
         """Logits and targets for every ``(x, y)`` batch of ``loader``, on the CPU."""
-        was_training = self.model.training
-        self.model.eval()
         logits, targets = [], []
-        try:
+        with eval_mode(self.model):
             for x, y in loader:
                 logits.append(self.model(self.to_device(x)).cpu())
                 targets.append(torch.as_tensor(y))
-        finally:
-            self.model.train(was_training)
         return torch.cat(logits), torch.cat(targets)
 
     # -- training ----------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def test_discriminator_step_leaves_generator_untouched():
     G, D = model["G"], model["D"]
     g0, d0 = params(G), params(D)
     fake = G(torch.randn(6, G.z_dim))
-    gan.discriminator_step(G, D, opt["D"], torch.rand(6, 1, 28, 28) * 2 - 1, fake)
+    gan.discriminator_step(D, opt["D"], torch.rand(6, 1, 28, 28) * 2 - 1, fake)
     assert all_equal(params(G), g0)
     assert all(p.grad is None for p in G.parameters())
     assert not all_equal(params(D), d0)
@@ -253,3 +253,4 @@ def test_histogram_confidence_and_sample_quality_with_a_known_classifier():
     q = gan.sample_quality(clf, images, clf.head, reference_features=feats)
     assert q["classes_covered"] == 2 and q["min_class_fraction"] == 0.25
     assert q["frechet"] < 1e-9
+    assert gan.quality_from_outputs(probs, feats, reference_features=feats) == q  # same numbers, no second pass
