@@ -16,8 +16,6 @@ timed too. Runs alternate so that drift in the machine's speed hits every side a
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
@@ -29,6 +27,7 @@ from companion.augment import RandomAffineBatch
 from companion.data import loaders, mnist
 from companion.models import MnistBNNet
 from companion.repro import seed_everything
+from _common import machine_header
 
 
 def per_image_epoch(loader) -> None:
@@ -67,9 +66,7 @@ def main() -> None:
     model = MnistBNNet(width=12)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"# python {platform.python_version()}, torch {torch.__version__}")
+    print(machine_header())
     print(f"# data: 4000 offline MNIST images, batch 64, one epoch per run, {args.runs} runs per side, "
           "interleaved; CPU seconds, medians")
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from companion import ops
+from _common import cpu_model
 
 #: CPU time of this process (all threads), robust when other jobs share the machine; --clock wall
 #: switches to wall-clock time.
@@ -48,14 +49,6 @@ def unfold_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Te
     cols = F.unfold(x, (kh, kw))  # (B, C*kh*kw, L)
     out = w.view(o, -1) @ cols + b.view(1, -1, 1)
     return out.view(B, o, H - kh + 1, W - kw + 1)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def fwd_bwd(fn, x, w, b) -> float:

@@ -24,6 +24,7 @@ from companion import export
 from companion.data import mnist
 from companion.models import MnistCNN
 from companion.repro import seed_everything
+from _common import cpu_model
 
 BATCH_SIZES = (1, 64)
 
@@ -42,14 +43,7 @@ def images_per_second(fn, batch: torch.Tensor, seconds: float) -> float:
 def header(args: argparse.Namespace) -> str:
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return "\n".join([
         "# bench_inference: MnistCNN (1x28x28 -> 10 logits), real held-out MNIST digits",
         f"# machine: {platform.node()} | {cpu} | {os.cpu_count()} logical CPUs | {platform.system()} {platform.release()}",

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import time
 
@@ -27,6 +25,7 @@ from companion.data import mnist
 from companion.models import MnistCNN
 from companion.repro import seed_everything
 from companion.train import Trainer
+from _common import machine_header
 
 
 def plain_loop(model: nn.Module, loader: DataLoader, epochs: int) -> None:
@@ -65,9 +64,7 @@ def main() -> None:
                         generator=torch.Generator().manual_seed(0))
     init = MnistCNN()
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"# python {platform.python_version()}, torch {torch.__version__}")
+    print(machine_header())
     print(f"# data: {len(images)} offline MNIST images, batch 64, {args.epochs} epoch(s) per run, "
           f"{args.runs} runs per loop, interleaved")
 
