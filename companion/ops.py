@@ -93,8 +93,8 @@ def _windows(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilati
     x = x.contiguous()
     B, C, H, W = x.shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    ho = (H - dh * (kh - 1) - 1) // sh + 1
-    wo = (W - dw * (kw - 1) - 1) // sw + 1
+    ho = conv_output_size(H, kh, sh, 0, dh)
+    wo = conv_output_size(W, kw, sw, 0, dw)
     b_st, c_st, h_st, w_st = x.stride()
     return x.as_strided((B, C, kh, kw, ho, wo), (b_st, c_st, dh * h_st, dw * w_st, sh * h_st, sw * w_st))
 
@@ -149,7 +149,6 @@ class Conv2dFunction(torch.autograd.Function):
         out, cols = _conv_forward(x, weight, stride, dilation, bias)
         ctx.save_for_backward(weight, cols if weight.requires_grad else None)
         ctx.input_shape = x.shape
-        ctx.has_bias = bias is not None
         ctx.stride, ctx.dilation = stride, dilation
         return out
 
@@ -167,7 +166,7 @@ class Conv2dFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # dL/dw = gᵀ @ cols: the sum over the batch and all positions is inside one matmul.
             grad_w = (g.t() @ cols).view_as(weight)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when bias is None
             grad_b = g.sum(0)
         if ctx.needs_input_grad[0]:
             # dL/dx: each window's gradient is g @ w (one matmul); add every kernel offset's slice
@@ -314,7 +313,7 @@ def layer_specs(model: nn.Module) -> list[tuple[str, tuple[int, int, int]]]:
             specs.append((name, (m.kernel_size[0], m.stride[0], m.dilation[0])))
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             k = _pair(m.kernel_size, "kernel_size", minimum=1)[0]
-            s = _pair(m.stride if m.stride is not None else m.kernel_size, "stride", minimum=1)[0]
+            s = _pair(m.stride, "stride", minimum=1)[0]  # the layer has set stride = kernel_size if None
             d = _pair(getattr(m, "dilation", 1), "dilation", minimum=1)[0]
             specs.append((name, (k, s, d)))
     return specs
