@@ -95,7 +95,8 @@ def to_model_input(array: np.ndarray, metadata: Mapping[str, Any]) -> Tensor:
     import torch.nn.functional as F
 
     channels, height, width = metadata["input_size"]
-    image = torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).float() / 255  # (C, H, W)
+    pixels = np.require(array, np.uint8, ["W"])  # copies only a read-only or non-uint8 array
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255  # (C, H, W), a new tensor
     if metadata.get("light_on_dark", False) and _border_mean(image) > 0.5:
         image = 1.0 - image  # ink on paper -> light strokes on black, as in MNIST
     background = _border_mean(image)

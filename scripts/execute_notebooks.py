@@ -56,6 +56,7 @@ def execute(path: Path) -> float:
 def main(argv: list[str]) -> int:
     os.environ.setdefault("COMPANION_PROGRESS", "line")
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the kernels inherit it, as under make
     for path in notebooks(argv):
         print(f"executing {path} ...", flush=True)
         print(f"  done in {execute(path):.1f} s", flush=True)
