@@ -98,6 +98,7 @@ def freeze(model: nn.Module, keep: str | tuple[str, ...] = (), freeze_bn_stats: 
     if freeze_bn_stats:
         for name, m in model.named_modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not kept(name):
+                _release_bn(m)  # freezing twice must not leave a second hook that unfreeze() misses
                 m._companion_freeze_hook = m.register_forward_pre_hook(_keep_bn_in_eval)
     return model
 
@@ -107,11 +108,16 @@ def unfreeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(True)
     for m in model.modules():
-        hook = getattr(m, "_companion_freeze_hook", None)
-        if hook is not None:
-            hook.remove()
-            del m._companion_freeze_hook
+        _release_bn(m)
     return model
+
+
+def _release_bn(module: nn.Module) -> None:
+    """Remove the hook that :func:`freeze` put on a batch-norm layer, if there is one."""
+    hook = getattr(module, "_companion_freeze_hook", None)
+    if hook is not None:
+        hook.remove()
+        del module._companion_freeze_hook
 
 
 def trainable_parameters(model: nn.Module) -> Iterator[nn.Parameter]:

@@ -83,6 +83,16 @@ def test_unfreeze_makes_everything_trainable_again():
     assert not torch.equal(model[1].running_mean, mean)  # BN follows train() again
 
 
+def test_freezing_twice_then_unfreezing_releases_batch_norm():
+    model = small_bn_net()
+    transfer.freeze(model, keep=("4",))
+    transfer.freeze(model, keep=("4",))  # e.g. a notebook cell run twice
+    transfer.unfreeze(model)
+    mean = model[1].running_mean.clone()
+    sgd_step(model.train(), model.parameters())
+    assert not torch.equal(model[1].running_mean, mean)  # no leftover hook keeps BN in eval mode
+
+
 def test_freeze_rejects_an_unknown_module_name():
     with pytest.raises(ValueError, match="not modules"):
         transfer.freeze(classic.lenet5(), keep="fc")
