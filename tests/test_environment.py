@@ -43,6 +43,8 @@ def environment_pins() -> dict[str, str]:
         for item in items:
             if item in ("pip", "-e ."):  # pip itself, and the companion package from this repo
                 continue
+            if item.startswith("--extra-index-url "):  # where to look (PyTorch's CPU wheels), not what
+                continue
             m = re.match(r"^([A-Za-z0-9_.\-]+)\s*==?\s*([^\s;]+)$", item)
             assert m, f"environment.yml entry {item!r} is not pinned exactly"
             pins[canonicalize_name(m.group(1))] = m.group(2)

@@ -7,18 +7,7 @@ import torch
 from torch import nn
 
 from companion.models import CifarConvNet, ThreeConvNet, cifar_convnet, three_conv_net
-
-
-def conv_params(c_in: int, c_out: int, k: int = 3) -> int:
-    return c_in * c_out * k * k + c_out
-
-
-def linear_params(n_in: int, n_out: int) -> int:
-    return n_in * n_out + n_out
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from param_formulas import conv_params, linear_params, n_params
 
 
 def test_parameter_counts_match_the_layer_formulas() -> None:
@@ -85,3 +74,8 @@ def test_learns_a_tiny_batch(build) -> None:
         opt.step()
     assert loss.item() < 0.5 * first
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_too_many_stages_for_the_image_size_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="at least 8 pixels; got 4"):
+        ThreeConvNet(image_size=4)

@@ -6,14 +6,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from companion.models import classic
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def conv_params(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
-    return c_out * c_in * k * k + (c_out if bias else 0)
+from param_formulas import conv_params, n_params
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,14 +8,7 @@ from torch import nn
 
 from companion.data import mnist
 from companion.models import MnistBNNet, MnistCNN
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def conv_params(cin: int, cout: int, k: int, bias: bool = True) -> int:
-    return cout * cin * k * k + (cout if bias else 0)
+from param_formulas import conv_params, n_params
 
 
 # --------------------------------------------------------------------------------------------

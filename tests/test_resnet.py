@@ -8,10 +8,7 @@ import torchvision
 from torch import nn
 
 from companion.models import resnet as R
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from param_formulas import n_params
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ Two networks from the book's reference material, corrected:
   ``forward`` in a call to a function that does not exist. Here ``fc1`` reads 128 * 4 * 4 and the
   network returns logits for ``nn.CrossEntropyLoss``.
 
-Both follow the plain conv -> ReLU -> pool pattern of LeCun et al. (1998) and Krizhevsky et al. (2012).
+Both are a :class:`StagedConvNet` (conv stages, then two linear layers), and follow the plain
+conv -> ReLU -> pool pattern of LeCun et al. (1998) and Krizhevsky et al. (2012).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -38,42 +41,48 @@ def _check_input(x: Tensor, in_channels: int, size: int, name: str) -> None:
         )
 
 
-class CifarConvNet(nn.Module):
-    """Two conv stages and two linear layers for 3x32x32 images (the reference's CIFAR-10 ConvNet)."""
+class StagedConvNet(nn.Module):
+    """Conv stages that each halve the side, then ``fc1`` -> ReLU -> ``fc2`` to class logits.
+
+    ``channels`` lists each stage's output channels; ``hidden`` is ``fc1``'s width. ``fc1`` reads
+    ``channels[-1] * side * side`` features, with ``side = image_size // 2 ** len(channels)``:
+    sized from the stages actually built, which is where the reference went wrong.
+    """
+
+    def __init__(self, channels: Sequence[int], hidden: int, num_classes: int = 10,
+                 in_channels: int = 3, image_size: int = 32) -> None:
+        super().__init__()
+        side = image_size // 2 ** len(channels)
+        if side < 1:
+            raise ValueError(f"{len(channels)} pooling stages need images of at least {2 ** len(channels)} pixels; got {image_size}")
+        self.in_channels, self.image_size = in_channels, image_size
+        widths = (in_channels, *channels)
+        self.features = nn.Sequential(*(ConvStage(a, b) for a, b in zip(widths, widths[1:])))
+        self.fc1 = nn.Linear(channels[-1] * side * side, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, S, S)
+        _check_input(x, self.in_channels, self.image_size, type(self).__name__)
+        x = self.features(x)  # (B, channels[-1], side, side)
+        x = x.flatten(1)  # (B, channels[-1] * side * side): keeps the batch axis, unlike view(-1, ...)
+        x = self.fc1(x).relu()  # (B, hidden)
+        return self.fc2(x)  # (B, num_classes) logits
+
+
+class CifarConvNet(StagedConvNet):
+    """The reference's CIFAR-10 ConvNet: stages to 32 and 64 channels (32 -> 16 -> 8 pixels),
+    ``fc1`` 64*8*8 -> 128, ``fc2`` 128 -> classes."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
-        super().__init__()
-        self.in_channels, self.image_size = in_channels, image_size
-        self.features = nn.Sequential(ConvStage(in_channels, 32), ConvStage(32, 64))
-        side = image_size // 4  # two 2x2 pools
-        self.fc1 = nn.Linear(64 * side * side, 128)
-        self.fc2 = nn.Linear(128, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:  # (B, 3, 32, 32)
-        _check_input(x, self.in_channels, self.image_size, type(self).__name__)
-        x = self.features(x)  # (B, 64, 8, 8)
-        x = x.flatten(1)  # (B, 4096): flatten(1) keeps the batch axis, unlike view(-1, ...)
-        x = self.fc1(x).relu()  # (B, 128)
-        return self.fc2(x)  # (B, 10) logits
+        super().__init__((32, 64), 128, num_classes, in_channels, image_size)
 
 
-class ThreeConvNet(nn.Module):
-    """Three conv stages, ``fc1`` 128*4*4 -> 512, ``fc2`` 512 -> classes (the reference's classifier, fixed)."""
+class ThreeConvNet(StagedConvNet):
+    """The reference's classifier, fixed: stages to 32, 64 and 128 channels (32 -> 16 -> 8 -> 4
+    pixels), ``fc1`` 128*4*4 -> 512, ``fc2`` 512 -> classes."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
-        super().__init__()
-        self.in_channels, self.image_size = in_channels, image_size
-        self.features = nn.Sequential(ConvStage(in_channels, 32), ConvStage(32, 64), ConvStage(64, 128))
-        side = image_size // 8  # three 2x2 pools: 32 -> 16 -> 8 -> 4
-        self.fc1 = nn.Linear(128 * side * side, 512)
-        self.fc2 = nn.Linear(512, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:  # (B, 3, 32, 32)
-        _check_input(x, self.in_channels, self.image_size, type(self).__name__)
-        x = self.features(x)  # (B, 128, 4, 4)
-        x = x.flatten(1)  # (B, 2048)
-        x = self.fc1(x).relu()  # (B, 512)
-        return self.fc2(x)  # (B, 10) logits
+        super().__init__((32, 64, 128), 512, num_classes, in_channels, image_size)
 
 
 def cifar_convnet(num_classes: int = 10, **kwargs) -> CifarConvNet:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import html.parser
 import http.server
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -293,14 +294,12 @@ def check_page(page, url: str, base_url: str, html_dir: Path) -> PageReport:
 # --------------------------------------------------------------------------------------------------
 # Search
 # --------------------------------------------------------------------------------------------------
-def notebook_image_outputs(path: Path) -> int:
-    """How many image outputs (PNG, JPEG, SVG) a stored notebook holds: the page must show them all.
+def notebook_image_outputs(nb: dict) -> int:
+    """How many image outputs (PNG, JPEG, SVG) a stored notebook (parsed JSON) holds: the page must
+    show them all.
 
     Cells tagged ``remove-output`` / ``remove-cell`` are skipped: the book hides them on purpose.
     """
-    import json
-
-    nb = json.loads(path.read_text(encoding="utf-8"))
     kinds = ("image/png", "image/jpeg", "image/svg+xml")
     return sum(
         1
@@ -312,11 +311,8 @@ def notebook_image_outputs(path: Path) -> int:
     )
 
 
-def notebook_figure_names(path: Path) -> list[str]:
-    """Names of the figures a notebook's code cells declare (metadata ``mystnb.figure.name``)."""
-    import json
-
-    nb = json.loads(path.read_text(encoding="utf-8"))
+def notebook_figure_names(nb: dict) -> list[str]:
+    """Names of the figures a notebook's (parsed JSON) code cells declare (``mystnb.figure.name``)."""
     names = []
     for cell in nb.get("cells", []):
         figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
@@ -331,13 +327,14 @@ def notebook_page_problems(source: Path, html_file: Path, report: PageReport) ->
     A figure cell (``mystnb.figure`` metadata) renders as ``<figure id=name>`` only if it has an image
     output, so a missing id means the cell was never executed or lost its picture.
     """
+    nb = json.loads(source.read_text(encoding="utf-8"))
     problems = []
-    stored = notebook_image_outputs(source)
+    stored = notebook_image_outputs(nb)
     if report.output_images < stored:
         problems.append(
             f"the notebook stores {stored} image outputs, the page shows {report.output_images}"
         )
-    missing = [n for n in notebook_figure_names(source) if n not in page_ids(html_file)]
+    missing = [n for n in notebook_figure_names(nb) if n not in page_ids(html_file)]
     if missing:
         problems.append(f"figure cells with no figure on the page (not executed?): {missing}")
     return problems
