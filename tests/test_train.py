@@ -177,7 +177,7 @@ def test_checkpoints_load_weights_only(tmp_path):
             return (os.system, ("echo should-not-run",))
 
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"model": Evil()}))
+    path.write_bytes(pickle.dumps({"model": Evil()}, protocol=2))  # torch.save's protocol: no unrelated warning
     with pytest.raises(ValueError, match="weights-only"):
         load_checkpoint_file(path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
