@@ -12,13 +12,14 @@ export PYTHONHASHSEED := 0
 export OMP_WAIT_POLICY := PASSIVE
 NB ?= book
 
-.PHONY: install test unit nbval book book-check browser-check benchmarks execute lab clean help
+.PHONY: install test unit nbval nbval-isa book book-check browser-check benchmarks execute lab clean help
 
 help:
 	@echo "make test     unit tests + every notebook under nbval + book build (what CI runs)"
 	@echo "make book     build the HTML book into _build/html"
 	@echo "make lab      JupyterLab with the '$(KERNEL)' kernel that imports companion"
 	@echo "make execute  re-run notebooks in place (NB=book/01_images_as_tensors.ipynb for one)"
+	@echo "make nbval-isa  nbval under an emulated instruction set other than this CPU's (NB= too)"
 
 install: $(STAMP)
 
@@ -35,9 +36,15 @@ test: unit nbval book-check browser-check
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
 
+NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
+
 nbval: $(STAMP)
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
-	    --durations=0 -q book
+	$(NBVAL) --durations=0 -q $(NB)
+
+# The same notebooks under another CPU's kernels (scripts/other_isa.sh picks them from this
+# CPU's flags): outputs stored on one machine must print the same on any other.
+nbval-isa: $(STAMP)
+	source scripts/other_isa.sh && $(NBVAL) -q $(NB)
 
 book-check: $(STAMP)
 	rm -rf _build/html

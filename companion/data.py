@@ -181,6 +181,41 @@ def mnist(
 
 
 # --------------------------------------------------------------------------------------------
+# Validation split
+# --------------------------------------------------------------------------------------------
+#: Share of a training split held out for validation by default: 500 of the 4,000 offline digits.
+VALIDATION_FRACTION = 0.125
+
+
+def subset(dataset: ImageDataset, indices, name: str | None = None) -> ImageDataset:
+    """The images at ``indices`` (kept in that order) as a new in-memory ``ImageDataset``."""
+    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+    return ImageDataset(dataset.images[idx], dataset.labels[idx], classes=dataset.classes,
+                        source=dataset.source, name=name or dataset.name, transform=dataset.transform)
+
+
+def train_val_split(
+    dataset: ImageDataset, size: int | float = VALIDATION_FRACTION, *, seed: int = SPLIT_SEED
+) -> tuple[ImageDataset, ImageDataset]:
+    """Hold out a stratified, deterministic validation set from a training split.
+
+    Curves, early stopping and model choice use the validation part; the test split is touched
+    once, at the end. ``size`` is a count of images or a fraction of ``dataset``. Both parts keep
+    ``dataset``'s order and its ``transform``; they are disjoint and together are ``dataset``.
+    """
+    n = len(dataset)
+    count = int(round(size * n)) if isinstance(size, float) else int(size)
+    n_classes = len(torch.unique(dataset.labels))
+    if not n_classes <= count <= n - n_classes:
+        raise DataError(f"a validation set of {size!r} from {dataset.name} ({n} images, {n_classes} classes) "
+                        f"leaves {count} images; pass a size between {n_classes} and {n - n_classes} "
+                        "so that every class appears in both parts")
+    train_idx, val_idx = stratified_split(dataset.labels.numpy(), count, seed)
+    base = dataset.name.replace(" train", "")
+    return subset(dataset, train_idx, f"{base} train (without validation)"), subset(dataset, val_idx, f"{base} validation")
+
+
+# --------------------------------------------------------------------------------------------
 # Loaders
 # --------------------------------------------------------------------------------------------
 def loaders(

@@ -147,3 +147,33 @@ def test_image_dataset_validates_shapes():
         data.ImageDataset(torch.zeros(2, 28, 28), torch.zeros(2), classes=("a",), source="x")
     with pytest.raises(DataError, match="labels"):
         data.ImageDataset(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(3), classes=("a",), source="x")
+
+
+# --------------------------------------------------------------------------------------------
+# Validation split
+# --------------------------------------------------------------------------------------------
+def test_train_val_split_is_stratified_disjoint_complete_and_deterministic():
+    train = mnist("train", transform=lambda t: t * 2)
+    fit, val = data.train_val_split(train)
+    assert (len(fit), len(val)) == (3500, 500)
+    assert np.bincount(val.labels.numpy(), minlength=10).tolist() == [50] * 10
+    assert np.bincount(fit.labels.numpy(), minlength=10).tolist() == [350] * 10
+    flat = lambda ds: sorted(bytes(img.numpy().tobytes()) + bytes([int(l)]) for img, l in zip(ds.images, ds.labels))
+    assert sorted(flat(fit) + flat(val)) == flat(train), "the two parts are not exactly the training split"
+    assert not set(flat(fit)) & set(flat(val))
+    again_fit, again_val = data.train_val_split(mnist("train"))
+    assert torch.equal(again_val.images, val.images) and torch.equal(again_fit.labels, fit.labels)
+    assert fit.transform is train.transform and float(val[0][0].max()) == 2.0
+    other = data.train_val_split(train, seed=1)[1]
+    assert not torch.equal(other.images, val.images)
+    # order follows the training split, which is shuffled, not sorted by label
+    assert not np.all(np.diff(val.labels.numpy()) >= 0)
+
+
+def test_train_val_split_sizes_and_bad_sizes():
+    train = mnist("train")
+    assert len(data.train_val_split(train, 1000)[1]) == 1000
+    assert len(data.train_val_split(train, 0.25)[1]) == 1000
+    for bad in (0, 5, 3995, 1.0):
+        with pytest.raises(DataError, match="validation set"):
+            data.train_val_split(train, bad)
