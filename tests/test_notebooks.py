@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,58 @@ def test_ignore_output_tags_are_used_sparingly():
         code = [c for c in nb.cells if c.cell_type == "code"]
         ignored = [c for c in code if "nbval-ignore-output" in c.metadata.get("tags", [])]
         assert len(ignored) <= max(2, len(code) // 3), f"{path.name}: {len(ignored)} of {len(code)} cells ignore their output"
+
+
+# --------------------------------------------------------------------------------------------
+# Results of training are never compared as printed digits (they depend on the CPU).
+# --------------------------------------------------------------------------------------------
+#: A cell that trains: from here on, a printed number may come from a trained model.
+TRAINS = re.compile(r"\.fit\(|\.backward\(|\.step\(|train_few\(|train_epoch")
+#: A printed decimal with two or more places: the kind of number training moves.
+DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d{2,}")
+#: Tag by which an author states that a compared cell after training prints only numbers that do
+#: not come from a trained model (formulas, parameter counts, data statistics, exact arithmetic).
+#: `make nbval-isa` then checks that claim on another instruction set.
+EXACT = "exact-output"
+
+
+def unheld_training_numbers(nb: nbformat.NotebookNode) -> list[str]:
+    """Compared cells after the first training cell that print decimals and are not checks.
+
+    Such a cell is either a result of training (tag it ``nbval-ignore-output`` and hold the result
+    with a check cell that prints "check passed: ...") or a number that training cannot move
+    (tag it ``exact-output``). Check cells are exempt: their printed line is what is compared.
+    """
+    problems, trained = [], False
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        if trained and not tags & {"nbval-ignore-output", "raises-exception", EXACT}:
+            text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                           for o in cell.outputs if o.get("output_type") != "error")
+            lines = [l for l in text.splitlines() if DECIMAL.search(l) and not l.startswith("check passed")]
+            if lines:
+                problems.append(f"cell {i} prints {lines[0].strip()[:70]!r} after training")
+        trained = trained or bool(TRAINS.search(cell.source))
+    return problems
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_no_compared_output_prints_an_unheld_training_result(path):
+    assert unheld_training_numbers(nbformat.read(path, as_version=4)) == []
+
+
+def test_an_unheld_training_result_is_detected():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("history = trainer.fit(train_loader, val_loader)"),
+                nbformat.v4.new_code_cell('print(f"accuracy {acc:.3f}")'),
+                nbformat.v4.new_code_cell('assert acc > 0.9\nprint("check passed: accuracy > 0.90")')]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="accuracy 0.946\n")]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="check passed: accuracy > 0.90\n")]
+    assert len(unheld_training_numbers(nb)) == 1
+    nb.cells[1].metadata["tags"] = ["nbval-ignore-output"]
+    assert unheld_training_numbers(nb) == []
+    nb.cells[0].source = "x = 1"  # nothing trains: the number cannot come from training
+    nb.cells[1].metadata["tags"] = []
+    assert unheld_training_numbers(nb) == []
