@@ -1,4 +1,21 @@
-"""Reproducibility: one call that pins everything a chapter's printed numbers depend on."""
+"""Reproducibility: what one call can pin of a chapter's printed numbers, and what it cannot.
+
+:func:`seed_everything` pins, for one machine and one set of package versions:
+
+- the random streams of Python, NumPy and PyTorch (weights, shuffling, dropout, augmentation);
+- the number of intra-op threads, and with it the order in which PyTorch splits a reduction,
+  so a run prints the same on a 2-core laptop and a 64-core server;
+- how tensors and arrays print (4 decimals, no scientific notation).
+
+It does **not** pin the instruction set. PyTorch, oneDNN, MKL/OpenBLAS and NumPy each pick kernels
+for the CPU they run on (SSE4, AVX2, AVX-512, ARM NEON/SVE), and those kernels sum in different
+orders, so float32 results differ in the last bits from one kind of CPU to another. Training
+amplifies such differences: after a few epochs a digit near the decision boundary can change its
+predicted class, and each such digit moves an accuracy on 1,000 test digits by 0.001. That is why the chapters print results of training in cells whose output
+is not compared and hold them with check cells (``assert acc >= 0.90``), and why CI runs every
+notebook a second time under another instruction set (``make nbval-isa``). Nor does it pin GPU
+kernels, which are not bit-identical to CPU ones (see ``torch.use_deterministic_algorithms``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +32,9 @@ DEFAULT_THREADS = 2
 
 def seed_everything(seed: int = 0, threads: int | None = DEFAULT_THREADS) -> torch.Generator:
     """Seed Python, NumPy and PyTorch, fix the thread count and the print precision.
+
+    Same machine, same versions: same numbers. Another CPU: the same within the tolerances of
+    the chapters' check cells (see the module docstring for why not bit for bit).
 
     Returns a fresh ``torch.Generator`` seeded with ``seed``, handy for ``DataLoader(generator=...)``
     so that the shuffling order is reproducible independently of the global RNG.
