@@ -12,6 +12,9 @@ The functions here know nothing about pytest; ``test_book.py`` runs them on ``_b
   that MathJax did not typeset, raw ``$...$`` left in the text, and internal links or anchors that do
   not resolve.
 - :func:`search` runs the book's search page and returns the pages it lists.
+- :func:`sideways_overflow` and :func:`overflowing_outputs` measure a loaded page's
+  layout: a page wider than the screen (the reader must scroll sideways), and cell
+  outputs whose lines are cut off behind a horizontal scrollbar.
 """
 
 from __future__ import annotations
@@ -289,6 +292,80 @@ def check_page(page, url: str, base_url: str, html_dir: Path) -> PageReport:
         elif fragment and path.suffix == ".html" and fragment not in page_ids(path):
             report.problems.append(f"broken anchor: {link['raw']} (no id {fragment!r} in {path.relative_to(html_dir)})")
     return report
+
+
+# --------------------------------------------------------------------------------------
+# Layout: does the page fit the screen, are cell outputs shown whole?
+# --------------------------------------------------------------------------------------
+_SIDEWAYS_JS = """
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      await MathJax.startup.promise;
+  }
+  const W = Math.min(window.innerWidth,
+                     document.documentElement.clientWidth || window.innerWidth);
+  const scrollWidth = document.documentElement.scrollWidth;
+  if (scrollWidth <= W + 1) return null;
+  // Name the culprits: the innermost elements reaching past the screen's right edge
+  // that are not inside a box that scrolls (or clips) on its own.
+  const own = e => {
+      for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+          if (getComputedStyle(a).overflowX !== 'visible') return false;
+      }
+      return true;
+  };
+  const wide = Array.from(document.body.querySelectorAll('*')).filter(e => {
+      const r = e.getBoundingClientRect();
+      return r.width > 0 && r.right > W + 1;
+  });
+  const leaves = wide.filter(e => !wide.some(o => o !== e && e.contains(o)) && own(e));
+  return {scrollWidth, width: W, culprits: leaves.slice(0, 5).map(e =>
+      `<${e.tagName.toLowerCase()} class="${e.className}"> ` +
+      `right edge ${Math.round(e.getBoundingClientRect().right)}px: ` +
+      JSON.stringify((e.textContent || '').trim().slice(0, 70)))};
+}
+"""
+
+_OVERFLOWING_OUTPUTS_JS = """
+() => Array.from(document.querySelectorAll(
+          'main .cell_output .output, main .cell_output pre'))
+  .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+  .map(e => {
+      const lines = (e.innerText || '').split('\\n');
+      const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+      return {kind: e.className || e.tagName.toLowerCase(), width: e.clientWidth,
+              scrollWidth: e.scrollWidth, line: longest.slice(0, 90)};
+  })
+"""
+
+
+def sideways_overflow(page) -> str | None:
+    """None if the loaded page fits its window's width; else what sticks out.
+
+    A page fits when ``document.documentElement.scrollWidth <= window.innerWidth + 1``:
+    wide code blocks and tables may scroll inside their own box, but the page itself
+    must not scroll sideways. Waits for MathJax first (typeset equations have their
+    final width only then).
+    """
+    found = page.evaluate(_SIDEWAYS_JS)
+    if found is None:
+        return None
+    culprits = "\n    ".join(found["culprits"]) or "(no single element found)"
+    return (
+        f"the page is {found['scrollWidth']}px wide on a {found['width']}px screen "
+        f"(it scrolls sideways); sticking out:\n    {culprits}"
+    )
+
+
+def overflowing_outputs(page) -> list[str]:
+    """Cell outputs of the loaded page whose text is wider than their box (so a line is
+    cut off behind a horizontal scrollbar); one message per output, naming its longest
+    line."""
+    return [
+        f"output cut off ({o['scrollWidth']}px of text in a {o['width']}px box, "
+        f"{o['kind']}): {o['line']!r}"
+        for o in page.evaluate(_OVERFLOWING_OUTPUTS_JS)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -64,16 +64,41 @@ def base_url(html_dir: Path):
         yield url
 
 
-@pytest.fixture()
-def page(browser, base_url):
-    """A fresh browser page that may only talk to the local server: the book must work offline."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def _offline_context(browser, base_url: str, **options):
+    """A browser context that may only talk to the local server: the book must work
+    offline."""
+    context = browser.new_context(**options)
     context.route(
         "**/*",
         lambda route: route.continue_()
         if route.request.url.startswith((base_url, "data:", "blob:"))
         else route.abort("internetdisconnected"),
     )
+    return context
+
+
+@pytest.fixture()
+def page(browser, base_url):
+    """A fresh desktop-sized (1280 x 900) browser page, offline."""
+    viewport = {"width": 1280, "height": 900}
+    context = _offline_context(browser, base_url, viewport=viewport)
     pg = context.new_page()
     yield pg
     context.close()
+
+
+@pytest.fixture()
+def page_at(browser, base_url):
+    """page_at(width, height=900) -> a fresh offline page that width wide, with a touch
+    screen (phones: 390, tablets: 800, desktops: 1280)."""
+    contexts = []
+
+    def make(width: int, height: int = 900):
+        viewport = {"width": width, "height": height}
+        context = _offline_context(browser, base_url, viewport=viewport, has_touch=True)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -1,14 +1,25 @@
-"""Sphinx extension: each script tag once per page, so the book loads without console errors.
+"""Sphinx extension: the book's page assets, for readers on any screen.
 
-With Jupyter Book 1 (Sphinx 7.4, sphinx-thebe 0.3) the inline configuration scripts of sphinx-thebe
-and sphinx-togglebutton are emitted twice on every page. The thebe one declares ``const``
-variables, so the second copy throws "Identifier 'THEBE_JS_URL' has already been declared" in the
-reader's console. This keeps the first copy of each script (same file and same inline body).
+1. ``static/reader.css`` and ``static/reader.js`` on every page: the sidebar buttons
+   work on phones, tablets and desktops; inline code, long words and cell outputs wrap
+   instead of widening the page or hiding the end of a line; article images open in a
+   lightbox (see those files).
+2. Each script tag once per page, so the book loads without console errors. With Jupyter
+   Book 1 (Sphinx 7.4, sphinx-thebe 0.3) the inline configuration scripts of
+   sphinx-thebe and sphinx-togglebutton are emitted twice on every page. The thebe one
+   declares ``const`` variables, so the second copy throws "Identifier 'THEBE_JS_URL'
+   has already been declared" in the reader's console. This keeps the first copy of each
+   script (same file and same inline body).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sphinx.application import Sphinx
+from sphinx.config import Config
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _script_key(script: object) -> tuple:
@@ -33,7 +44,22 @@ def dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict,
     context["script_files"] = unique
 
 
+def add_static_path(app: Sphinx, config: Config) -> None:
+    """Serve ``static/`` (reader.css, reader.js) from the build's ``_static`` folder."""
+    missing = [n for n in ("reader.css", "reader.js") if not (STATIC / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{STATIC}: {', '.join(missing)} missing; restore them from the repository"
+        )
+    if str(STATIC) not in config.html_static_path:
+        config.html_static_path.append(str(STATIC))
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("config-inited", add_static_path)
+    # After the theme's stylesheets (default priority 500), so these rules win ties.
+    app.add_css_file("reader.css", priority=900)
+    app.add_js_file("reader.js", priority=900, defer="defer")
     # Late priority: after the theme and the other extensions have added their scripts.
     app.connect("html-page-context", dedupe_scripts, priority=900)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
