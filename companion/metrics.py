@@ -14,7 +14,20 @@ def accuracy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def confusion_matrix(predictions: Tensor, targets: Tensor, num_classes: int) -> Tensor:
-    """``cm[i, j]`` counts examples of true class ``i`` predicted as class ``j``."""
+    """``cm[i, j]`` counts examples of true class ``i`` predicted as class ``j``.
+
+    Labels must lie in ``0 .. num_classes - 1``: an out-of-range label would otherwise
+    be counted silently in another cell of the flattened matrix.
+    """
+    if predictions.ndim != 1 or predictions.shape != targets.shape:
+        raise ValueError(f"confusion_matrix expects predictions (N,) and targets (N,); "
+                         f"got {tuple(predictions.shape)} and {tuple(targets.shape)}")
+    for name, labels in (("predictions", predictions), ("targets", targets)):
+        low, high = (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"{name} hold labels in [{low}, {high}] but num_classes="
+                             f"{num_classes} allows 0..{num_classes - 1}; pass the right "
+                             "num_classes")
     index = targets.long() * num_classes + predictions.long()
     return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
@@ -23,8 +36,15 @@ def confusion_matrix(predictions: Tensor, targets: Tensor, num_classes: int) -> 
 # Per-class scores from a confusion matrix
 # --------------------------------------------------------------------------------------------
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
-    """``num / den`` with 0 where ``den == 0`` (a class never predicted has precision 0)."""
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+    """``num / den``, and 0 where ``den == 0`` (a class never predicted: precision 0).
+
+    Every positive denominator divides as it is, also one below 1 (the union of two
+    normalised boxes, precision + recall of a weak class); only the zero ones are
+    replaced, by 1, so that no 0/0 is computed.
+    """
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)),
+                       torch.zeros_like(num))
 
 
 def precision_recall_f1(cm: Tensor) -> dict[str, Tensor]:
@@ -105,7 +125,9 @@ def calibration_bins(probs: Tensor, targets: Tensor, n_bins: int = 10) -> dict[s
     probs = probs.double()
     confidence, predicted = probs.max(dim=1)
     correct = (predicted == targets).double()
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    # k / n_bins rounded once: torch.linspace can land an ulp below it (0.5499... for
+    # 11/20), which would send a confidence of exactly 0.55 to the bin above
+    edges = torch.arange(n_bins + 1, dtype=torch.float64) / n_bins
     index = torch.bucketize(confidence, edges[1:-1], right=False)  # (lo, hi] -> bin
     count = torch.bincount(index, minlength=n_bins).double()
     conf_sum = torch.bincount(index, weights=confidence, minlength=n_bins)
