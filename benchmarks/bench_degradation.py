@@ -59,8 +59,8 @@ def run(kind: str, depth: int, epochs: int, train_ds, val_ds) -> tuple[list, flo
 
 def table(names: list[str], results: dict, epochs: int) -> list[str]:
     """One row per epoch: training loss and validation accuracy of every network."""
-    head = "epoch " + "".join(f"{n + ' loss':>16s}" for n in names)
-    head += "".join(f"{n + ' val':>16s}" for n in names)
+    head = "epoch " + "".join(f" {n + ' loss':>15s}" for n in names)
+    head += "".join(f" {n + ' val':>15s}" for n in names)
     rows = [head]
     for e in range(epochs):
         row = f"{e + 1:5d} " + "".join(f"{results[n][0][e][0]:>16.4f}" for n in names)
