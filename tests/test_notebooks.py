@@ -141,6 +141,17 @@ DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d{2,}")
 EXACT = "exact-output"
 
 
+def unchecked_lines(text: str) -> list[str]:
+    """Printed lines that are not part of a check's message ("check passed: ..." and the
+    indented lines that continue it)."""
+    lines, in_check = [], False
+    for line in text.splitlines():
+        in_check = line.startswith("check passed") or (in_check and line[:1].isspace())
+        if not in_check:
+            lines.append(line)
+    return lines
+
+
 def unheld_training_numbers(nb: nbformat.NotebookNode) -> list[str]:
     """Compared cells after the first training cell that print decimals and are not checks.
 
@@ -156,7 +167,7 @@ def unheld_training_numbers(nb: nbformat.NotebookNode) -> list[str]:
         if trained and not tags & {"nbval-ignore-output", "raises-exception", EXACT}:
             text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                            for o in cell.outputs if o.get("output_type") != "error")
-            lines = [l for l in text.splitlines() if DECIMAL.search(l) and not l.startswith("check passed")]
+            lines = [l for l in unchecked_lines(text) if DECIMAL.search(l)]
             if lines:
                 problems.append(f"cell {i} prints {lines[0].strip()[:70]!r} after training")
         trained = trained or bool(TRAINS.search(cell.source))
@@ -174,7 +185,8 @@ def test_an_unheld_training_result_is_detected():
                 nbformat.v4.new_code_cell('print(f"accuracy {acc:.3f}")'),
                 nbformat.v4.new_code_cell('assert acc > 0.9\nprint("check passed: accuracy > 0.90")')]
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="accuracy 0.946\n")]
-    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="check passed: accuracy > 0.90\n")]
+    nb.cells[2].outputs = [nbformat.v4.new_output(
+        "stream", text="check passed: accuracy > 0.90\n              and loss < 0.25\n")]
     assert len(unheld_training_numbers(nb)) == 1
     nb.cells[1].metadata["tags"] = ["nbval-ignore-output"]
     assert unheld_training_numbers(nb) == []
