@@ -191,7 +191,8 @@ def subset(dataset: ImageDataset, indices, name: str | None = None) -> ImageData
     """The images at ``indices`` (kept in that order) as a new in-memory ``ImageDataset``."""
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
     return ImageDataset(dataset.images[idx], dataset.labels[idx], classes=dataset.classes,
-                        source=dataset.source, name=name or dataset.name, transform=dataset.transform)
+                        source=dataset.source, name=name or dataset.name,
+                        transform=dataset.transform)
 
 
 def train_val_split(
@@ -207,12 +208,13 @@ def train_val_split(
     count = int(round(size * n)) if isinstance(size, float) else int(size)
     n_classes = len(torch.unique(dataset.labels))
     if not n_classes <= count <= n - n_classes:
-        raise DataError(f"a validation set of {size!r} from {dataset.name} ({n} images, {n_classes} classes) "
-                        f"leaves {count} images; pass a size between {n_classes} and {n - n_classes} "
-                        "so that every class appears in both parts")
+        raise DataError(f"a validation set of {size!r} from {dataset.name} ({n} images, "
+                        f"{n_classes} classes) leaves {count} images; pass a size between "
+                        f"{n_classes} and {n - n_classes} so that every class appears in both parts")
     train_idx, val_idx = stratified_split(dataset.labels.numpy(), count, seed)
     base = dataset.name.replace(" train", "")
-    return subset(dataset, train_idx, f"{base} train (without validation)"), subset(dataset, val_idx, f"{base} validation")
+    return (subset(dataset, train_idx, f"{base} train (without validation)"),
+            subset(dataset, val_idx, f"{base} validation"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ It does **not** pin the instruction set. PyTorch, oneDNN, MKL/OpenBLAS and NumPy
 for the CPU they run on (SSE4, AVX2, AVX-512, ARM NEON/SVE), and those kernels sum in different
 orders, so float32 results differ in the last bits from one kind of CPU to another. Training
 amplifies such differences: after a few epochs a digit near the decision boundary can change its
-predicted class, and each such digit moves an accuracy on 1,000 test digits by 0.001. That is why the chapters print results of training in cells whose output
-is not compared and hold them with check cells (``assert acc >= 0.90``), and why CI runs every
-notebook a second time under another instruction set (``make nbval-isa``). Nor does it pin GPU
-kernels, which are not bit-identical to CPU ones (see ``torch.use_deterministic_algorithms``).
+predicted class, and each such digit moves an accuracy on 1,000 test digits by 0.001. That is why
+the chapters print results of training in cells whose output is not compared and hold them with
+check cells (``assert acc >= 0.90``), and why CI runs every notebook a second time under another
+instruction set (``make nbval-isa``). Nor does it pin GPU kernels, which are not bit-identical to
+CPU ones (see ``torch.use_deterministic_algorithms``).
 """
 
 from __future__ import annotations
