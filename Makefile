@@ -11,12 +11,16 @@ export PYTHONHASHSEED := 0
 # Idle OpenMP threads sleep instead of spinning: on a shared machine spinning costs many times the work.
 export OMP_WAIT_POLICY := PASSIVE
 NB ?= book
+# The notebooks ask for the '$(KERNEL)' kernel; its kernel.json carries these settings, so a plain
+# `jupyter lab` (or nbclient) runs the chapters as `make` does. Binder's postBuild installs the same.
+KERNEL_ENV := --env OMP_WAIT_POLICY PASSIVE --env COMPANION_PROGRESS line --env PYTHONHASHSEED 0
 
-.PHONY: install test unit nbval nbval-isa book book-check browser-check benchmarks execute lab clean help
+.PHONY: install test unit nbval nbval-isa book book-check browser-check pdf benchmarks execute lab clean help
 
 help:
 	@echo "make test     unit tests + every notebook under nbval + book build (what CI runs)"
 	@echo "make book     build the HTML book into _build/html"
+	@echo "make pdf      the whole book as one PDF, _build/html/downloads/book.pdf (after make book)"
 	@echo "make lab      JupyterLab with the '$(KERNEL)' kernel that imports companion"
 	@echo "make execute  re-run notebooks in place (NB=book/01_images_as_tensors.ipynb for one)"
 	@echo "make nbval-isa  nbval under an emulated instruction set other than this CPU's (NB= too)"
@@ -28,7 +32,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -r requirements/lock.txt
 	$(PY) -m pip install -qq --no-deps --no-build-isolation -e .
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (dlbook)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (dlbook)" $(KERNEL_ENV) >/dev/null
 	touch $@
 
 test: unit nbval book-check browser-check
@@ -53,7 +57,7 @@ book-check: $(STAMP)
 # The built book as readers meet it (needs Debian's chromium; .ci/run installs it): Sphinx's
 # linkcheck on internal links (external ones are ignored offline), then headless Chromium over every
 # page of the table of contents (tests/browser). Screenshots land in _build/screenshots/.
-browser-check: book-check
+browser-check: book-check pdf
 	$(VENV)/bin/jupyter-book build . --builder linkcheck -W --keep-going -q
 	mkdir -p _build/linkcheck && mv -f _build/html/output.txt _build/html/output.json _build/linkcheck/
 	BOOK_BROWSER_CHECK=1 $(PY) -m pytest tests/browser -q
@@ -67,7 +71,12 @@ benchmarks: $(STAMP)
 	    $(PY) $$f > benchmarks/results/$$n.txt.tmp && mv benchmarks/results/$$n.txt.tmp benchmarks/results/$$n.txt || exit 1; \
 	done
 
-book: book-check
+# The whole book as one PDF: a single-page HTML build printed by headless Chromium (print CSS,
+# typeset math, expanded solutions, an outline), copied next to the HTML book for its download link.
+pdf: $(STAMP)
+	$(PY) scripts/build_pdf.py
+
+book: book-check pdf
 	@echo "The book is built: open file://$(CURDIR)/_build/html/index.html"
 
 execute: $(STAMP)

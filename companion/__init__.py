@@ -13,6 +13,7 @@ One concept per module, so a reader finds any piece in one look:
 - :mod:`companion.gan`      -- GAN losses, the two-optimizer training step, sample-quality metrics
 - :mod:`companion.export`   -- saving weights with metadata; torch.export / ONNX export
 - :mod:`companion.predict`  -- the command-line predictor (``python -m companion.predict``)
+- :mod:`companion.plotting` -- the book's one matplotlib style (150 dpi, legible at page width)
 """
 
 __version__ = "0.1.0"

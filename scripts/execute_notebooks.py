@@ -3,14 +3,19 @@
     python scripts/execute_notebooks.py                 # every notebook under book/
     python scripts/execute_notebooks.py book/01_*.ipynb # some of them
 
-Each notebook runs top to bottom in a fresh kernel from its own folder, with one compact
-progress line per epoch (``COMPANION_PROGRESS=line``), exactly as ``make test`` runs it.
+Each notebook runs top to bottom in a fresh kernel from its own folder, in the kernel it asks for
+(``dlbook``, whose kernel.json sets ``COMPANION_PROGRESS=line`` and the other settings ``make``
+exports), exactly as ``make test`` runs it. Stored tracebacks name files relative to the repository
+or to ``site-packages``: no reader's page shows the author's machine paths.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import site
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -43,12 +48,35 @@ def clean(nb: nbformat.NotebookNode) -> None:
                             or "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
 
 
+def machine_prefixes() -> list[str]:
+    """Absolute folders that would leak the author's machine into a stored traceback, longest first."""
+    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+            *site.getsitepackages(), sysconfig.get_paths()["stdlib"]}
+    return sorted({str(Path(d)) + "/" for d in dirs}, key=len, reverse=True)
+
+
+def relative_paths(text: str, prefixes: list[str]) -> str:
+    """``/home/me/repo/.venv/lib/python3.11/site-packages/torch/x.py`` -> ``site-packages/torch/x.py``."""
+    for prefix in prefixes:
+        short = "site-packages/" if prefix.rstrip("/").endswith("-packages") else "python/"
+        text = text.replace(prefix, short)
+    return re.sub(re.escape(str(ROOT)) + r"/", "", text)
+
+
+def strip_machine_paths(nb: nbformat.NotebookNode) -> None:
+    prefixes = machine_prefixes()
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                out["traceback"] = [relative_paths(line, prefixes) for line in out["traceback"]]
+
+
 def execute(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=900, resources={"metadata": {"path": str(path.parent)}}).execute()
     clean(nb)
+    strip_machine_paths(nb)
     nbformat.write(nb, path)
     return time.perf_counter() - start
 

@@ -44,7 +44,7 @@ def test_there_are_chapters():
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_stored_executed_in_order(path):
     nb = nbformat.read(path, as_version=4)
-    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "dlbook", "select the book's kernel (make install)"
     assert execution_problems(nb) == []
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     assert sum(bool(c.outputs) for c in code_cells) >= len(code_cells) // 2, "most code cells have no output"
