@@ -83,7 +83,7 @@ execute: $(STAMP)
 	$(PY) scripts/execute_notebooks.py $(NB)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=book $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=$(or $(LAB_DIR),book) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build

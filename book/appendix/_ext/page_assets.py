@@ -10,6 +10,9 @@
    declares ``const`` variables, so the second copy throws "Identifier 'THEBE_JS_URL'
    has already been declared" in the reader's console. This keeps the first copy of each
    script (same file and same inline body).
+3. Cell outputs and figures at build time (``book_outputs.py``, next to this file): short
+   tracebacks with the full one collapsed, long outputs clipped with a control to expand
+   them, no machine paths in outputs, and alt text from each figure's caption.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def add_static_path(app: Sphinx, config: Config) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    # This folder is on sys.path (jupyter-book's local_extensions), so the module next to this
+    # file loads by name.
+    app.setup_extension("book_outputs")
     app.connect("config-inited", add_static_path)
     # After the theme's stylesheets (default priority 500), so these rules win ties.
     app.add_css_file("reader.css", priority=900)
