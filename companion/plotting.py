@@ -10,7 +10,7 @@ share a resolution, font sizes and colours. The numbers follow from where figure
 - **PNG, no transparency** -- the same picture in the HTML book, the PDF and JupyterLab's dark
   theme.
 
-``tests/test_notebooks.py`` checks every stored figure against these numbers (resolution, width
+``tests/test_reader_notebooks.py`` checks every stored figure against these numbers (resolution, width
 and file size), so a chapter cannot silently drift from the style.
 """
 

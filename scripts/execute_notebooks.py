@@ -12,7 +12,6 @@ or to ``site-packages``: no reader's page shows the author's machine paths.
 from __future__ import annotations
 
 import os
-import re
 import site
 import sys
 import sysconfig
@@ -60,7 +59,7 @@ def relative_paths(text: str, prefixes: list[str]) -> str:
     for prefix in prefixes:
         short = "site-packages/" if prefix.rstrip("/").endswith("-packages") else "python/"
         text = text.replace(prefix, short)
-    return re.sub(re.escape(str(ROOT)) + r"/", "", text)
+    return text.replace(f"{ROOT}/", "")
 
 
 def strip_machine_paths(nb: nbformat.NotebookNode) -> None:
