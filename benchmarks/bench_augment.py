@@ -3,10 +3,10 @@
 Both sides draw a random rotation (+-10 deg), shift (+-10%) and zoom (0.9-1.1) for every one of
 the 4,000 offline MNIST training digits, in batches of 64:
 
-* ``v2.RandomAffine`` as the ``Dataset`` transform, one image at a time (chapter 05's first version);
-* ``companion.augment.RandomAffineBatch`` on each loader batch (what chapter 05 then trains with).
+* ``v2.RandomAffine`` as the ``Dataset`` transform, one image at a time (chapter 06's first version);
+* ``companion.augment.RandomAffineBatch`` on each loader batch (what chapter 06 then trains with).
 
-For scale, one epoch of training chapter 05's ``MnistBNNet(width=12)`` on un-augmented batches is
+For scale, one epoch of training chapter 06's ``MnistBNNet(width=12)`` on un-augmented batches is
 timed too. Runs alternate so that drift in the machine's speed hits every side alike; CPU time
 (``time.process_time``) is reported, medians over the runs.
 

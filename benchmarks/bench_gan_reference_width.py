@@ -1,6 +1,6 @@
 """The reference article's DCGAN (generator and discriminator width 64, batch 64) for 20 epochs.
 
-Chapter 11 suggests that wider networks trained for longer close the gap to real digits. This
+Chapter 12 suggests that wider networks trained for longer close the gap to real digits. This
 script measures that claim on a CPU with ``bench_gan_budget``'s loop and judge: the same seed,
 optimiser and data as the chapter, the reference's widths and batch size. It takes about 12
 minutes on one core.

@@ -61,11 +61,21 @@ def to_unit_range(images: Tensor) -> Tensor:
     return (images.clamp(-1, 1) + 1) / 2
 
 
-def discriminator_step(D: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-    """Update D on real images (label 1) and generated ones (label 0); G receives no gradient."""
+def _apply(net: nn.Module, x: Tensor, labels: Tensor | None) -> Tensor:
+    """``net(x)``, or ``net(x, labels)`` for a class-conditional G or D."""
+    return net(x) if labels is None else net(x, labels)
+
+
+def discriminator_step(D: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, fake: Tensor,
+                       labels: Tensor | None = None) -> dict[str, Tensor]:
+    """Update D on real images (label 1) and generated ones (label 0); G receives no gradient.
+
+    ``labels`` (B,): the digit of each real image *and* of the fake at the same position, for a
+    conditional D (:class:`~companion.models.dcgan.ProjectionDiscriminator`).
+    """
     optimizer.zero_grad(set_to_none=True)
-    real_logits = D(real)  # (B,)
-    fake_logits = D(fake.detach())  # (B,) detach: this step must not build a path into G
+    real_logits = _apply(D, real, labels)  # (B,)
+    fake_logits = _apply(D, fake.detach(), labels)  # (B,) detach: this step must not build a path into G
     loss = discriminator_loss(real_logits, fake_logits)
     loss.backward()
     optimizer.step()
@@ -73,23 +83,34 @@ def discriminator_step(D: nn.Module, optimizer: torch.optim.Optimizer, real: Ten
             "D_fake": torch.sigmoid(fake_logits).mean().detach()}
 
 
-def generator_step(D: nn.Module, optimizer: torch.optim.Optimizer, fake: Tensor) -> dict[str, Tensor]:
+def generator_step(D: nn.Module, optimizer: torch.optim.Optimizer, fake: Tensor,
+                   labels: Tensor | None = None) -> dict[str, Tensor]:
     """Update G through a *fresh* pass of the (just updated) D, whose parameters stay frozen.
 
     ``fake`` must still carry its graph back to G. D's ``requires_grad`` is switched off for the
     backward pass, so this step neither computes nor leaves gradients in D's parameters.
+    ``labels`` (B,): the digits the fakes were asked to be, for a conditional D.
     """
     optimizer.zero_grad(set_to_none=True)
     flags = [p.requires_grad for p in D.parameters()]
     D.requires_grad_(False)
     try:
-        loss = generator_loss(D(fake))  # (B,) logits -> scalar
+        loss = generator_loss(_apply(D, fake, labels))  # (B,) logits -> scalar
         loss.backward()
     finally:
         for p, flag in zip(D.parameters(), flags):
             p.requires_grad_(flag)
     optimizer.step()
     return {"loss_G": loss.detach()}
+
+
+def _gan_parts(trainer) -> tuple[nn.Module, nn.Module, dict]:
+    """``trainer.model["G"]``, ``["D"]`` and the two optimizers, or a clear error."""
+    opt = trainer.optimizer
+    if not (isinstance(opt, dict) and set(opt) == {"G", "D"}):
+        raise ValueError(f"a GAN step needs optimizer={{'G': ..., 'D': ...}}; got {type(opt).__name__} "
+                         f"{sorted(opt) if isinstance(opt, dict) else ''}")
+    return trainer.model["G"], trainer.model["D"], opt
 
 
 def gan_step(trainer, batch) -> dict[str, Tensor]:
@@ -99,11 +120,7 @@ def gan_step(trainer, batch) -> dict[str, Tensor]:
     ``trainer.optimizer == {"G": ..., "D": ...}``. Noise is drawn from the global torch RNG, whose
     state the ``Trainer`` checkpoints, so a resumed run continues exactly.
     """
-    model, opt = trainer.model, trainer.optimizer
-    if not (isinstance(opt, dict) and set(opt) == {"G", "D"}):
-        raise ValueError(f"gan_step needs optimizer={{'G': ..., 'D': ...}}; got {type(opt).__name__} "
-                         f"{sorted(opt) if isinstance(opt, dict) else ''}")
-    G, D = model["G"], model["D"]
+    G, D, opt = _gan_parts(trainer)
     images = batch[0] if isinstance(batch, (tuple, list)) else batch
     real = to_tanh_range(trainer.to_device(images))  # (B, 1, 28, 28) in [-1, 1]
     z = torch.randn(real.shape[0], G.z_dim).to(trainer.device)  # (B, z_dim)
@@ -113,28 +130,70 @@ def gan_step(trainer, batch) -> dict[str, Tensor]:
     return out
 
 
+def conditional_gan_step(trainer, batch) -> dict[str, Tensor]:
+    """``Trainer`` step of a class-conditional GAN (Mirza & Osindero 2014) on (images, labels).
+
+    As :func:`gan_step`, but both nets see the digit label: each fake is generated *for* the label
+    of the real image at its position, so D compares real 3s with fakes asked to be 3s, and a fake
+    that looks real but is not the requested digit is rejected (with
+    :class:`~companion.models.dcgan.ProjectionDiscriminator`). ``trainer.model`` holds a
+    :class:`~companion.models.dcgan.ConditionalDCGANGenerator` "G" and a conditional "D".
+    """
+    G, D, opt = _gan_parts(trainer)
+    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+        raise ValueError("conditional_gan_step needs batches of (images, labels); got images only")
+    real = to_tanh_range(trainer.to_device(batch[0]))  # (B, 1, 28, 28) in [-1, 1]
+    labels = trainer.to_device(torch.as_tensor(batch[1]))  # (B,) digits
+    z = torch.randn(real.shape[0], G.z_dim).to(trainer.device)  # (B, z_dim)
+    fake = G(z, labels)  # (B, 1, 28, 28), one per requested label
+    out = discriminator_step(D, opt["D"], real, fake, labels)
+    out.update(generator_step(D, opt["G"], fake, labels))
+    return out
+
+
 @dataclass
 class SampleSnapshots:
     """``Trainer`` callback: after every epoch, the generator's images for one fixed noise batch."""
 
     z: Tensor
+    labels: Tensor | None = None  # (n,) digits for a conditional generator
     images: list[Tensor] = field(default_factory=list)  # one (n, 1, 28, 28) tensor in [-1, 1] per epoch
 
     @torch.no_grad()
     def __call__(self, trainer, record) -> bool:
         G = trainer.model["G"]
+        z = self.z.to(trainer.device)
         with eval_mode(G):
-            self.images.append(G(self.z.to(trainer.device)).cpu())
+            labels = None if self.labels is None else self.labels.to(trainer.device)
+            self.images.append(_apply(G, z, labels).cpu())
         return False
 
 
 @torch.no_grad()
-def generate(G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 500) -> Tensor:
-    """``n`` images in [-1, 1] from ``G`` (a :class:`DCGANGenerator`) in eval mode, from noise drawn with its own ``seed``."""
+def generate(G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 500, labels: Tensor | None = None) -> Tensor:
+    """``n`` images in [-1, 1] from ``G`` (a :class:`DCGANGenerator`) in eval mode, from noise drawn with its own ``seed``.
+
+    For a conditional generator pass ``labels`` (n,), the digit asked of each image.
+    """
+    if labels is not None and tuple(labels.shape) != (n,):
+        raise ValueError(f"labels must hold one digit per image, shape ({n},); got {tuple(labels.shape)}")
     gen = torch.Generator().manual_seed(seed)
+    chunks = []
     with eval_mode(G):
-        chunks = [G(G.sample_noise(min(batch_size, n - i), generator=gen)).cpu() for i in range(0, n, batch_size)]
+        for i in range(0, n, batch_size):
+            z = G.sample_noise(min(batch_size, n - i), generator=gen)
+            asked = None if labels is None else labels[i:i + batch_size].to(z.device)
+            chunks.append(_apply(G, z, asked).cpu())
     return torch.cat(chunks)
+
+
+def balanced_labels(n: int, num_classes: int = 10) -> Tensor:
+    """``n`` labels, each class ``n / num_classes`` times (0, 1, ..., K-1, 0, 1, ...): exactly 10%
+    per digit for ``n`` a multiple of 10, so a conditional generator is measured on every digit."""
+    if n < 1 or n % num_classes:
+        raise ValueError(f"n must be a positive multiple of num_classes={num_classes}; got {n}")
+    return torch.arange(n) % num_classes
+
 
 
 # --------------------------------------------------------------------------------------------

@@ -91,21 +91,49 @@ def box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     return _safe_div(inter, union)
 
 
-def mask_iou(pred: Tensor, target: Tensor, *, empty: float = 1.0) -> Tensor:
-    """IoU of two boolean masks of the same shape: TP / (TP + FP + FN).
-
-    TP counts pixels in both masks, FP pixels only in ``pred``, FN pixels only in ``target``;
-    true negatives (background in both) do not appear. When both masks are empty the ratio is
-    0/0; it is returned as ``empty`` (default 1.0: the prediction agrees with the truth).
-    """
+def _mask_counts(pred: Tensor, target: Tensor, per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """True positives, false positives and false negatives, pooled or per image (first axis)."""
     if pred.shape != target.shape:
-        raise ValueError(f"mask_iou expects masks of one shape; got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"masks must have one shape; got pred {tuple(pred.shape)} and target "
+                         f"{tuple(target.shape)}")
+    if per_image and pred.ndim < 2:
+        raise ValueError(f"per_image=True needs masks (N, ...) with images on the first axis; "
+                         f"got {tuple(pred.shape)}")
     pred, target = pred.bool(), target.bool()
-    tp = (pred & target).sum().double()
-    fp = (pred & ~target).sum().double()
-    fn = (~pred & target).sum().double()
-    union = tp + fp + fn
-    return tp / union if union > 0 else torch.tensor(float(empty), dtype=torch.float64)
+    dims = tuple(range(1, pred.ndim)) if per_image else tuple(range(pred.ndim))
+    count = lambda m: m.sum(dim=dims).double()  # noqa: E731
+    return count(pred & target), count(pred & ~target), count(~pred & target)
+
+
+def _ratio(num: Tensor, den: Tensor, empty: float) -> Tensor:
+    """``num / den``, and ``empty`` where both masks are empty (``den == 0``)."""
+    return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(den, float(empty)))
+
+
+def mask_iou(pred: Tensor, target: Tensor, *, per_image: bool = False,
+             empty: float = 1.0) -> Tensor:
+    """IoU (Jaccard index) of boolean masks: TP / (TP + FP + FN), float64.
+
+    TP counts pixels in both masks, FP pixels only in ``pred``, FN pixels only in ``target``; true
+    negatives (background in both) do not appear.
+    ``per_image=False`` pools the pixels of all images (torchmetrics' ``binary_jaccard_index``);
+    ``per_image=True`` gives one IoU per image (first axis). When prediction and truth are both
+    empty the ratio is 0/0: it is returned as ``empty`` -- 1.0 by default (nothing to find,
+    nothing found: a perfect answer), which is ``zero_division=1`` in torchmetrics.
+    """
+    tp, fp, fn = _mask_counts(pred, target, per_image)
+    return _ratio(tp, tp + fp + fn, empty)
+
+
+def dice(pred: Tensor, target: Tensor, *, per_image: bool = False, empty: float = 1.0) -> Tensor:
+    """Dice coefficient (F1 of the pixels): 2 TP / (2 TP + FP + FN), float64.
+
+    Dice = 2 IoU / (1 + IoU), so it ranks predictions as IoU does but is higher except at 0 and 1.
+    Pooling, ``per_image`` and ``empty`` as in :func:`mask_iou` (torchmetrics:
+    ``binary_f1_score`` with ``multidim_average="global"`` or ``"samplewise"``).
+    """
+    tp, fp, fn = _mask_counts(pred, target, per_image)
+    return _ratio(2 * tp, 2 * tp + fp + fn, empty)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ kernel flip), as in every deep-learning library.
   gradient with the flipped kernel -- is computed as one matrix multiply plus kH*kW strided adds.
 - :func:`max_pool2d` / :func:`avg_pool2d` reduce the same window view.
 - :func:`conv_output_size` and :func:`receptive_field` are the bookkeeping formulas.
+- :func:`batch_norm` (backward written out in :class:`BatchNormFunction`) and the
+  :class:`BatchNorm2d` module, drop-ins for ``F.batch_norm`` / ``nn.BatchNorm2d`` down to the
+  state dict; :func:`layer_norm`, :func:`group_norm` and inverted :func:`dropout` (chapter 05).
 
 Bad arguments raise a :class:`ValueError` that names the shapes involved.
 """
@@ -317,3 +320,312 @@ def layer_specs(model: nn.Module) -> list[tuple[str, tuple[int, int, int]]]:
             d = _pair(getattr(m, "dilation", 1), "dilation", minimum=1)[0]
             specs.append((name, (k, s, d)))
     return specs
+
+
+# ----------------------------------------------------------------------------------------------
+# normalisation and dropout (chapter 05)
+# ----------------------------------------------------------------------------------------------
+__all__ += ["batch_norm", "BatchNormFunction", "BatchNorm2d", "layer_norm", "group_norm", "dropout"]
+
+
+def _shape_of(t: Tensor | None) -> object:
+    return None if t is None else tuple(t.shape)
+
+
+def _check_batch_norm_args(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                           weight: Tensor | None, bias: Tensor | None, training: bool,
+                           momentum: float | None) -> None:
+    """The checks ``F.batch_norm`` makes, as ValueErrors that name the shapes involved."""
+    if not isinstance(x, Tensor) or x.ndim < 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"batch_norm expects input of shape (N, C) or (N, C, *); got {shape}. "
+                         "Add a batch axis (x.unsqueeze(0)) for a single example.")
+    c = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"batch_norm: {name} of shape {tuple(t.shape)} does not match input "
+                             f"{tuple(x.shape)}, which has {c} channels; expected ({c},)")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm needs both running_mean and running_var, or neither; got "
+                         f"{_shape_of(running_mean)} and {_shape_of(running_var)}")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm in evaluation mode (training=False) needs running_mean and "
+                         "running_var; pass training=True to normalise with the batch statistics")
+    if training and running_mean is not None and momentum is None:
+        raise ValueError("batch_norm: momentum must be a float (F.batch_norm's rule); the "
+                         "cumulative average of momentum=None lives in BatchNorm2d")
+    values_per_channel = x.numel() // c if c else 0
+    if training and values_per_channel == 1:
+        raise ValueError("Expected more than 1 value per channel when training, got input size "
+                         f"{tuple(x.shape)}: the batch variance of one value is 0 (and its "
+                         "unbiased estimate undefined); use a batch of 2 or more, or eval mode")
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """Batch normalization {Ioffe & Szegedy 2015} with a hand-written backward pass.
+
+    Per channel, over the ``m = N * prod(*)`` values of the batch and spatial axes::
+
+        mu = mean(x),  var = mean((x - mu)^2)          (biased: the batch's own variance)
+        xhat = (x - mu) * inv_std,  inv_std = 1 / sqrt(var + eps)
+        y = gamma * xhat + beta
+
+    Backward, with ``dxhat = dy * gamma`` (the sums run over the same ``m`` values)::
+
+        dx     = (1/m) * inv_std * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+        dgamma = sum(dy * xhat),   dbeta = sum(dy)
+
+    ``mu`` and ``var`` depend on every ``x`` of the channel, hence the two correction terms. As
+    ``sum(dxhat) = gamma * dbeta`` and ``sum(dxhat * xhat) = gamma * dgamma``, the code computes
+    the two parameter gradients once and reuses them: ``dx = k * (dy - dbeta/m - xhat*dgamma/m)``
+    with ``k = gamma * inv_std``. In evaluation mode the statistics are the running constants
+    and the backward is just ``dx = dy * gamma * inv_std``.
+
+    In training mode the running statistics are updated in place, as ``F.batch_norm`` does:
+    ``running = (1 - momentum) * running + momentum * batch`` with the *unbiased* batch variance
+    ``var * m / (m - 1)``.
+
+    Speed: the variance is computed in two passes (the mean, then the mean squared deviation --
+    as accurate as it gets) from per-channel sums, and the elementwise steps are fused
+    multiply-adds, which keeps this within a small factor of PyTorch's fused C++ kernel
+    (``benchmarks/bench_batch_norm.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,
+                running_mean: Tensor | None, running_var: Tensor | None, training: bool,
+                momentum: float, eps: float) -> Tensor:
+        c = x.shape[1]
+        bshape = (1, c) + (1,) * (x.ndim - 2)  # a (C,) vector broadcast over (N, C, *)
+        m = x.numel() // c if c else 0
+        if training and m == 0:  # an empty batch: nothing to normalise, no statistics to update
+            mean, var = x.new_zeros(c), x.new_ones(c)
+            xmu = x - mean.view(bshape)
+        elif training:
+            mean = _channel_sum(x) / m  # (C,)
+            xmu = x - mean.view(bshape)  # (N, C, *)
+            var = _channel_sum(xmu * xmu) / m  # (C,), biased
+            if running_mean is not None:
+                with torch.no_grad():
+                    batch_mean = mean.to(running_mean.dtype)
+                    running_mean.mul_(1 - momentum).add_(batch_mean, alpha=momentum)
+                    unbiased = (var * (m / (m - 1))).to(running_var.dtype)
+                    running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        else:
+            mean, var = running_mean.to(x.dtype), running_var.to(x.dtype)
+            xmu = x - mean.view(bshape)
+        inv_std = torch.rsqrt(var + eps)  # (C,)
+        xhat = xmu.mul_(inv_std.view(bshape))  # (N, C, *), in place: xmu is our own temporary
+        if weight is None:
+            y = xhat if bias is None else xhat + bias.view(bshape)
+        elif bias is None:
+            y = xhat * weight.view(bshape)
+        else:
+            y = torch.addcmul(bias.view(bshape), xhat, weight.view(bshape))  # beta + xhat*gamma
+        ctx.save_for_backward(xhat, inv_std, weight)
+        ctx.training, ctx.bshape, ctx.m = training, bshape, m
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor):
+        xhat, inv_std, weight = ctx.saved_tensors
+        bshape, m = ctx.bshape, ctx.m
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_sums = need_x and ctx.training
+        dbeta = _channel_sum(dy) if (need_b or need_sums) else None  # (C,)
+        dgamma = _channel_sum(dy * xhat) if (need_w or need_sums) else None  # (C,)
+        dx = None
+        if need_x:
+            k = inv_std if weight is None else weight * inv_std  # gamma * inv_std, (C,)
+            if ctx.training:
+                # (1/m) inv_std (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with gamma
+                # factored out: k*dy - (k/m)*dbeta - xhat*(k/m)*dgamma, as two multiply-adds
+                dx = torch.addcmul((-k * dbeta / m).view(bshape), dy, k.view(bshape))
+                dx.addcmul_(xhat, (-k * dgamma / m).view(bshape))
+            else:
+                dx = dy * k.view(bshape)
+        return (dx, dgamma if need_w else None, dbeta if need_b else None,
+                None, None, None, None, None)
+
+
+def _channel_sum(t: Tensor) -> Tensor:
+    """(N, C, *) -> (C,): the sum over every axis but the channels (spatial axes first, then the
+    batch: on CPU two short reductions beat one strided one)."""
+    return t.reshape(t.shape[0], t.shape[1], t.shape[2:].numel()).sum(2).sum(0)
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalization with the signature and semantics of :func:`F.batch_norm`.
+
+    ``input`` is (N, C) or (N, C, *); ``running_mean``, ``running_var``, ``weight`` and ``bias``
+    are (C,) or None. ``training=True`` normalises each channel with its batch mean and biased
+    batch variance and, when running statistics are given, updates them in place with
+    ``momentum`` (the unbiased variance goes into ``running_var``); ``training=False`` normalises
+    with the running statistics. The backward pass is written out in :class:`BatchNormFunction`
+    {Ioffe & Szegedy 2015}. Wrong shapes raise a ValueError naming them.
+    """
+    _check_batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum)
+    return BatchNormFunction.apply(input, weight, bias, running_mean, running_var, training,
+                                   momentum, eps)
+
+
+class BatchNorm2d(nn.Module):
+    """A drop-in for :class:`torch.nn.BatchNorm2d` built on :func:`batch_norm`.
+
+    Same constructor (including PyTorch's keyword-only ``bias``), same parameters and buffers
+    (``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``), so state
+    dicts load both ways. ``momentum=None``
+    makes the running statistics a cumulative average: step ``k`` uses momentum ``1/k``.
+    With ``track_running_stats=False`` it normalises with batch statistics in both modes.
+    """
+
+    _version = 2  # the state-dict version of nn.BatchNorm2d (with num_batches_tracked)
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 *, bias: bool = True):
+        super().__init__()
+        factory = dict(device=device, dtype=dtype)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, **factory))  # gamma, (C,)
+            if bias:
+                self.bias = nn.Parameter(torch.zeros(num_features, **factory))  # beta, (C,)
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer("num_batches_tracked",
+                                 torch.tensor(0, dtype=torch.long, device=device))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+
+    def _momentum_now(self) -> float:
+        """This step's momentum; counts the batch. ``momentum=None``: 1/k (a cumulative mean)."""
+        if not (self.training and self.track_running_stats):
+            return 0.0 if self.momentum is None else self.momentum
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, C, H, W)."""
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"BatchNorm2d expects input of shape (N, C, H, W); got {shape}")
+        momentum = self._momentum_now()
+        use_batch_stats = self.training or self.running_mean is None
+        return batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                          use_batch_stats, momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+def _normalize(x: Tensor, dims: list[int], eps: float) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over ``dims`` with the biased variance; autograd's backward."""
+    if x.numel() == 0:  # an empty batch: nothing to normalise (and no statistics to warn about)
+        return x.clone()
+    var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+def layer_norm(x: Tensor, normalized_shape: int | Sequence[int], weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Layer normalization {Ba, Kiros & Hinton 2016}, like :func:`torch.nn.functional.layer_norm`.
+
+    Each example is normalised over its last ``len(normalized_shape)`` axes -- no batch statistics,
+    so it behaves the same in training and evaluation and for a batch of one. ``weight`` and
+    ``bias`` have shape ``normalized_shape`` (elementwise affine).
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or not isinstance(x, Tensor) or x.ndim < k or tuple(x.shape[-k:]) != shape:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"layer_norm: input {got} must end with normalized_shape {shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"layer_norm: {name} has shape {tuple(t.shape)}; expected {shape}")
+    y = _normalize(x, list(range(x.ndim - k, x.ndim)), eps)
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Group normalization {Wu & He 2018}, like :func:`torch.nn.functional.group_norm`.
+
+    ``x`` (N, C, *) is split into ``num_groups`` groups of C / num_groups channels; each example's
+    group is normalised over its channels and spatial positions, then ``weight`` and ``bias``
+    (C,) scale and shift each channel. One group is layer norm over (C, *); C groups is instance
+    norm.
+    """
+    if not isinstance(x, Tensor) or x.ndim < 2:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"group_norm expects input of shape (N, C, *); got {got}")
+    n, c = x.shape[:2]
+    if num_groups < 1 or c % num_groups:
+        raise ValueError(f"group_norm: {c} channels of input {tuple(x.shape)} cannot be split "
+                         f"into {num_groups} groups; num_groups must divide C")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"group_norm: {name} has shape {tuple(t.shape)}; expected ({c},)")
+    if n * (c // num_groups) * x.shape[2:].numel() == 1:  # the condition F.group_norm refuses
+        raise ValueError("Expected more than 1 value per channel when training, got input size "
+                         f"{tuple(x.shape)} with {num_groups} group(s): its one group holds one "
+                         "value, which normalises to 0; use a larger batch or fewer groups")
+    grouped = x.reshape(n, num_groups, x.shape[1:].numel() // num_groups)  # (N, G, C/G * prod(*))
+    y = _normalize(grouped, [2], eps).reshape(x.shape)  # (N, C, *)
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.view(bshape)
+    return y if bias is None else y + bias.view(bshape)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True,
+            generator: torch.Generator | None = None) -> Tensor:
+    """Inverted dropout {Srivastava et al. 2014}, like :func:`torch.nn.functional.dropout`.
+
+    In training each element is kept with probability ``1 - p`` and the kept ones are scaled by
+    ``1 / (1 - p)``, so the expected output equals the input and evaluation needs no rescaling:
+    ``x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``. The scale ``mask / (1 - p)`` is
+    formed first and then multiplied, as PyTorch does, so with the same random stream (the
+    default generator seeded like PyTorch's, or ``generator``) the output is identical to
+    ``nn.Dropout``'s bit for bit. Evaluation returns ``x`` itself; ``p = 1`` gives zeros.
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p!r}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * torch.zeros_like(x)
+    mask = torch.empty_like(x).bernoulli_(1 - p, generator=generator)  # 1 = keep
+    return x * mask.div_(1 - p)

@@ -7,6 +7,9 @@ and checkpoints that resume to exactly the same parameters as an uninterrupted r
 
 Hooks are deliberately few: a custom ``step_fn`` / ``eval_fn`` and ``callbacks`` called once at
 the end of every epoch (return ``True`` from one to stop early).
+
+One option runs the same loop in every rank of a data-parallel job (``distributed=env``, see
+:mod:`companion.distributed`); without it nothing of that code runs.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .metrics import accuracy
+
+if TYPE_CHECKING:  # imported for the annotation only
+    from .distributed import DistEnv
 
 StepFn = Callable[["Trainer", Any], Mapping[str, Tensor | float]]
 MetricFn = Callable[[Tensor, Tensor], Tensor]
@@ -74,12 +80,16 @@ class History:
         """Plot the curves (losses on the left axis, other metrics on the right); returns the figure."""
         import matplotlib.pyplot as plt
 
+        from companion.plotting import MAX_WIDTH_IN
+
         keys = [k for k in (keys or self.keys()) if k not in ("epoch", "seconds")]
         losses = [k for k in keys if "loss" in k]
         others = [k for k in keys if "loss" not in k]
         epochs = self["epoch"]
         if ax is None:
-            fig, axes = plt.subplots(1, 2 if losses and others else 1, figsize=(9 if losses and others else 4.5, 3.2))
+            # The book's figure width (companion.plotting.MAX_WIDTH_IN) for two panels, half of it for one.
+            width = MAX_WIDTH_IN if losses and others else MAX_WIDTH_IN / 2
+            fig, axes = plt.subplots(1, 2 if losses and others else 1, figsize=(width, 3.2))
             axes = list(np.atleast_1d(axes))
         else:
             fig, axes = ax.figure, [ax, ax]
@@ -170,6 +180,14 @@ class Trainer:
         callbacks: called as ``cb(trainer, record)`` after every epoch; return ``True`` to stop.
         progress: ``"bar"`` (tqdm: a widget in JupyterLab), ``"line"`` (one printed line per
             epoch, as in the book), ``"off"``; default from ``$COMPANION_PROGRESS``, else ``"bar"``.
+        distributed: this rank's ``companion.distributed.DistEnv`` in a data-parallel job (the
+            model wrapped by ``distributed.wrap``, the loader from ``distributed.loader``). Then
+            the trainer calls ``sampler.set_epoch(epoch)`` before each epoch (also after a resume)
+            so every epoch is shuffled anew and alike on all ranks; sums the metrics and counts
+            of all ranks (``History`` holds global means, the same on every rank; ``evaluate``
+            becomes collective: call it on every rank); prints on rank 0 only; and writes
+            checkpoints on rank 0 only (with every rank's RNG states), then waits at a barrier.
+            Every rank loads the checkpoint on resume.
     """
 
     def __init__(
@@ -185,6 +203,7 @@ class Trainer:
         metrics: Mapping[str, MetricFn] | None = None,
         callbacks: Iterable[Callback] = (),
         progress: bool | str | None = None,
+        distributed: DistEnv | None = None,
     ) -> None:
         if step_fn is None and (optimizer is None or loss_fn is None):
             raise ValueError("Trainer needs an optimizer and a loss_fn, or a custom step_fn")
@@ -198,6 +217,9 @@ class Trainer:
         self.metrics = dict({"acc": accuracy} if metrics is None else metrics)
         self.callbacks = list(callbacks)
         self.progress = _progress_mode(progress)
+        self.distributed = distributed
+        if distributed is not None and not distributed.is_main:
+            self.progress = "off"  # one rank speaks for all
         self.history = History()
         self.epoch = 0  # epochs completed so far
 
@@ -229,6 +251,8 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v * n
             if bar is not None:
                 bar.update(1)
+        if self.distributed is not None:
+            sums, count = _global_sums(sums, count, self.device)
         means = {k: float(v) / max(count, 1) for k, v in sums.items()}
         if bar is not None:
             bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
@@ -272,6 +296,8 @@ class Trainer:
             self.load_checkpoint(checkpoint, train_loader=train_loader)
         while self.epoch < epochs:
             start = time.perf_counter()
+            if self.distributed is not None:
+                _set_epoch(train_loader, self.epoch)
             self.model.train()
             record: dict[str, float] = {"epoch": self.epoch + 1}
             train = self._run(train_loader, self.step_fn, f"epoch {self.epoch + 1}/{epochs}")
@@ -314,7 +340,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
-            "model": self.model.state_dict(),
+            "model": _unwrap(self.model).state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "history": self.history.to_dict(),
@@ -331,7 +357,22 @@ class Trainer:
 
     def save_checkpoint(self, path: str | os.PathLike, train_loader=None) -> Path:
         """Write the checkpoint atomically: a crash mid-write never leaves a truncated file."""
+        if self.distributed is not None:
+            return self._save_distributed(path, train_loader)
         return save_atomic(self.state_dict(train_loader), path)
+
+    def _save_distributed(self, path: str | os.PathLike, train_loader=None) -> Path:
+        """Rank 0 writes (with every rank's RNG states, gathered); all ranks wait until it is on disk."""
+        import torch.distributed as dist
+
+        state = self.state_dict(train_loader)
+        rank_rng: list = [None] * dist.get_world_size()
+        dist.all_gather_object(rank_rng, state["rng"])
+        state["rank_rng"] = rank_rng
+        if self.distributed.is_main:
+            save_atomic(state, path)
+        dist.barrier()  # nobody reads (or resumes from) a checkpoint that is not written yet
+        return Path(path)
 
     def load_checkpoint(self, path: str | os.PathLike, train_loader=None) -> None:
         """Restore model, optimizers, scheduler, history, epoch and RNG states from ``path``."""
@@ -339,7 +380,7 @@ class Trainer:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a Trainer checkpoint (format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
         try:
-            self.model.load_state_dict(ckpt["model"])
+            _unwrap(self.model).load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise ValueError(f"the checkpoint {path} was saved from a different model architecture:\n{exc}") from None
         optimizers = self._optimizers()
@@ -352,6 +393,8 @@ class Trainer:
         self.history = History.from_dict(ckpt["history"])
         self.epoch = int(ckpt["epoch"])
         rng = ckpt["rng"]
+        if self.distributed is not None and len(ckpt.get("rank_rng", ())) == self.distributed.world_size:
+            rng = ckpt["rank_rng"][self.distributed.rank]  # each rank continues its own streams
         torch.set_rng_state(rng["torch"].cpu())
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
@@ -362,6 +405,32 @@ class Trainer:
         generator = getattr(train_loader, "generator", None)
         if generator is not None and rng["loader"] is not None:
             generator.set_state(rng["loader"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel``: checkpoints hold plain parameter names."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _set_epoch(loader, epoch: int) -> None:
+    """``DistributedSampler.set_epoch``: without it every epoch repeats the first one's order."""
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def _global_sums(sums: Mapping[str, Tensor | float], count: int, device: torch.device) -> tuple[dict, int]:
+    """Every rank's metric sums and example count, added up over all ranks (one all-reduce).
+
+    Means of means would weigh a rank's short last batch like a full one; sums and counts do not.
+    """
+    import torch.distributed as dist
+
+    keys = list(sums)
+    packed = torch.tensor([float(sums[k]) for k in keys] + [float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(packed)  # SUM
+    total = packed.tolist()
+    return dict(zip(keys, total[:-1])), int(total[-1])
 
 
 def write_atomic(data: bytes | Callable[[BinaryIO], None], path: str | os.PathLike) -> Path:

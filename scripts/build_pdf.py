@@ -28,26 +28,22 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from localsite import chromium_missing, launch_browser, serve  # noqa: E402 - after the path
 PRINT_CSS = Path(__file__).with_name("print.css")
 PRINT_PAGE = "book-print.html"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_FORMAT = "A4"
 MARGINS = {"top": "17mm", "bottom": "17mm", "left": "16mm", "right": "16mm"}
 # The printable width of an A4 page in CSS px (96 per inch): the page is laid out at this width
@@ -123,24 +119,6 @@ def print_page(singlehtml: Path, css: str) -> Path:
 # --------------------------------------------------------------------------------------------------
 # Serving the build on the loopback interface (MathJax loads its fonts and components by URL)
 # --------------------------------------------------------------------------------------------------
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-@contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    """Serve ``folder`` on 127.0.0.1 at a free port; yields the base URL (ending in '/')."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def offline_context(browser, base_url: str, blocked: list[str]):
     """A context that may fetch only the local build (the printed book must need no network),
     laid out at the printed text width, in print media."""
@@ -535,14 +513,13 @@ def render(site: Path, page_file: Path, pdf: Path, math_timeout_s: float, log: C
     from playwright.sync_api import sync_playwright
     from pypdf import PdfReader, PdfWriter
 
-    if not Path(CHROMIUM).exists():
-        raise PdfBuildError(f"{CHROMIUM} not found: install Debian's Chromium "
-                            "(apt-get install chromium); no browser is downloaded")
+    if chromium_missing():
+        raise PdfBuildError(chromium_missing() + "; no browser is downloaded")
     blocked: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="book-pdf-", dir=pdf.parent))
     try:
         with serve(site) as base_url, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = launch_browser(p)
             try:
                 page = offline_context(browser, base_url, blocked).new_page()
                 page.emulate_media(media="print")

@@ -26,6 +26,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,9 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(ROOT / "scripts"))
+from localsite import CHROMIUM, launch_browser  # noqa: E402,F401 - Debian's Chromium, shared
 # What the Makefile exports to everything it runs. A reader's plain `jupyter lab` has none of
 # them, so the lab is started without them and the kernel has to bring its own.
 MAKE_EXPORTS = ("OMP_WAIT_POLICY", "COMPANION_PROGRESS", "PYTHONHASHSEED")
@@ -193,11 +193,6 @@ def tags(cell: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # The browser
 # --------------------------------------------------------------------------------------------------
-def launch_browser(playwright):  # -> playwright Browser
-    """Debian's Chromium, headless; never a downloaded browser."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-
-
 def block_remote_requests(page) -> list[str]:
     """Abort every request that leaves the machine; returns the (growing) list of blocked URLs.
 

@@ -33,12 +33,25 @@ export.preprocess                   torchvision.transforms.v2.functional        
                                     .normalize
 models.resnet18/34/50               torchvision.models.resnet*: weights, outputs  E
 models.alexnet, vgg11, googlenet    torchvision.models: parameters, outputs       F
+ops.batch_norm, ops.BatchNorm2d     F.batch_norm / nn.BatchNorm2d: values, grads, G
+                                    running statistics, state_dict
+ops.layer_norm, ops.group_norm      F.layer_norm / F.group_norm, values + grads   G
+ops.dropout                         nn.Dropout with the same seed (bit-identical) G
+detection.nms, batched_nms          torchvision.ops.nms / batched_nms             H
+detection.mean_average_precision    torchmetrics MeanAveragePrecision (map_50,    H
+                                    pycocotools backend)
+metrics.mask_iou(per_image=), dice  torchmetrics binary_jaccard_index / f1_score  H
+interpret.saliency, occlusion,      captum Saliency, Occlusion, LayerGradCam +    I
+interpret.grad_cam                  LayerAttribution.interpolate
+interpret.fgsm, pgd                 captum FGSM / PGD                             I
+interpret.spearman                  scipy.stats.spearmanr                         I
 ==================================  ============================================  ====
 
 A: this module; B: tests/test_metrics_extra.py; C: tests/test_ops.py (hypothesis, both
 dtypes, values and gradients; this module adds tied and non-contiguous inputs);
 D: tests/test_augment.py (fixed cases); E: tests/test_resnet.py;
-F: tests/test_models_classic.py.
+F: tests/test_models_classic.py; G: tests/test_norm_ops.py; H: tests/test_detection.py;
+I: tests/test_interpret.py (hypothesis over random small CNNs, both dtypes).
 
 Regimes drawn: normalised (0..1) and pixel boxes, zero-area boxes, no boxes on one side;
 near-chance, perfect, always-wrong and constant classifiers, classes never predicted and

@@ -31,9 +31,12 @@ import benchmark_results as br  # noqa: E402  (a Sphinx extension, imported from
 #: test_stored_result_parses until its counts are added here.
 EXPECTED_ROWS = {
     "bench_augment": [3],
+    "bench_batch_norm": [3, 3, 3],
     "bench_conv": [3, 3],
     "bench_degradation": [20, 20, 4, 2],
+    "bench_distributed": [11],
     "bench_gan_budget": [9],
+    "bench_gan_conditional": [3],
     "bench_gan_reference_width": [5],
     "bench_inference": [6],
     "bench_trainer": [2],
@@ -131,6 +134,21 @@ def test_numbers_the_chapters_quote():
     assert reference.rows[-1][2:] == ["0.044", "0.798", "5.35", "39.0"]
 
 
+def test_batch_norm_within_the_issue_bar():
+    """Issue 17: companion.ops.batch_norm fwd+bwd no slower than 3x F.batch_norm on every shape
+    the stored run measured; the summary line states the largest of the printed ratios."""
+    result = parsed("bench_batch_norm")
+    ratios = []
+    for table in result.tables:
+        rows = {row[0]: row for row in table.rows}
+        assert rows["F.batch_norm"][2] == "1.00x", table.title
+        ratios.append(float(rows["companion.ops.batch_norm"][2].rstrip("x")))
+    assert len(ratios) == 3 and max(ratios) <= 3.0, ratios
+    (note,) = result.notes
+    assert note.startswith("largest ratio of companion.ops.batch_norm to F.batch_norm: "
+                           f"{max(ratios):.2f}x"), note
+
+
 @pytest.mark.parametrize("path", STORED, ids=lambda p: p.stem)
 def test_chart_in_the_book_style(path, tmp_path):
     from PIL import Image
@@ -171,6 +189,9 @@ MALFORMED = {
     # a row with a value missing
     "bench_degradation": (lambda t: t.replace("0.1865          0.7499", "0.1865", 1),
                           r"line 8: 7 values for 4 networks"),
+    # a row that lost its unit
+    "bench_batch_norm": (lambda t: t.replace(" ms   ratio  1.00x", "   ratio  1.00x", 1),
+                         r"line 6: expected '  <variant>  median"),
     # the header only: the run was cut short
     "bench_gan_budget": (lambda t: "\n".join(t.splitlines()[:4]),
                          r"ends before its measurements"),

@@ -118,7 +118,7 @@ def test_publish_without_an_html_book_writes_only_the_pdf(tmp_path):
 
 
 def test_missing_chromium_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(build_pdf, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(sys.modules["localsite"], "CHROMIUM", str(tmp_path / "no-chromium"))
     with pytest.raises(build_pdf.PdfBuildError, match="no-chromium not found: install Debian"):
         build_pdf.render(tmp_path, tmp_path / "p.html", tmp_path / "b.pdf", 1.0, print)
 

@@ -1,6 +1,6 @@
 """The test split is touched once, at the end: no chapter validates on it while training.
 
-Chapter 05 states the rule: per-epoch curves, early stopping and model choice use a validation
+Chapter 06 states the rule: per-epoch curves, early stopping and model choice use a validation
 split of the training data (``companion.data.train_val_split``), and the test digits are read
 once. This module follows the test split through every chapter's code, from the call that loads
 it (``mnist("test")``, ``photo_digits("test")``, ``cifar10("test")``) through every assignment that

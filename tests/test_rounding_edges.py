@@ -2,7 +2,7 @@
 
 A compared notebook output must print the same on every instruction set. Where a library computes
 in float32 and then truncates to whole pixels, a last-bit difference between two CPUs' math
-kernels can move the answer. Chapter 13's face detector was such a case: with ``min_size=60``,
+kernels can move the answer. Chapter 15's face detector was such a case: with ``min_size=60``,
 scikit-image's cascade scales its 24-pixel window by ``np.power(1.2, log_1.2(2.5))``, which is
 2.5 on an AVX2 machine and 2.4999998 with NumPy's AVX-512 path, and the window (and every
 feature inside it) moved by a pixel. These tests perturb that power by a few units in the last
@@ -22,7 +22,7 @@ from skimage import data as skdata  # noqa: E402
 from skimage.feature import Cascade  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTER = ROOT / "book" / "13_metrics.ipynb"
+CHAPTER = ROOT / "book" / "15_metrics.ipynb"
 #: The chapter's call, as it stands in its face-detection cell.
 SETTING = dict(scale_factor=1.2, step_ratio=1, min_size=(61, 61), max_size=(160, 160))
 #: Relative changes of the window scales: 1 float32 ulp (2**-23) up to 1e-4.

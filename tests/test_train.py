@@ -200,5 +200,9 @@ def test_history_round_trip_and_plot():
     assert History.from_dict(h.to_dict()).records == h.records
     fig = h.plot()
     assert len(fig.axes) == 2
+    # Within the book's column (tests/test_reader_notebooks.py holds the stored figures to it).
+    from companion.plotting import MAX_WIDTH_IN
+    assert fig.get_size_inches()[0] <= MAX_WIDTH_IN
+    assert h.plot(["train_loss"]).get_size_inches()[0] <= MAX_WIDTH_IN / 2
     with pytest.raises(KeyError, match="val_loss"):
         h["val_loss"]

@@ -20,8 +20,14 @@ IMAGE_SHAPE = (1, 28, 28)
 
 
 def dcgan_init_(module: nn.Module) -> None:
-    """DCGAN initialisation: conv / linear weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    """DCGAN initialisation: conv / linear / embedding weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02).
+
+    For the conditional nets' label embeddings this scale matters: at N(0, 1) the generator's label
+    code outweighs the noise from the first step and each digit collapses to one image.
+    """
+    if isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
@@ -79,7 +85,11 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: Tensor) -> Tensor:  # (B, z_dim)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"DCGANGenerator expects noise of shape (B, {self.z_dim}); got {tuple(z.shape)}")
-        x = self.project(z)  # (B, 4w, 7, 7)
+        return self.decode(z)
+
+    def decode(self, code: Tensor) -> Tensor:  # (B, length the projection reads)
+        """The layers after the input check: code -> image (the conditional generator reuses them)."""
+        x = self.project(code)  # (B, 4w, 7, 7)
         x = self.up1(x)  # (B, 2w, 14, 14)
         x = self.up2(x)  # (B, w, 28, 28)
         return torch.tanh(self.to_image(x))  # (B, 1, 28, 28) in [-1, 1]
@@ -124,3 +134,85 @@ def dcgan(z_dim: int = 100, width: int = 64, d_width: int | None = None) -> nn.M
     ``d_width`` (default: ``width``) sets the discriminator's width separately.
     """
     return nn.ModuleDict({"G": DCGANGenerator(z_dim, width), "D": DCGANDiscriminator(d_width or width)})
+
+
+# --------------------------------------------------------------------------------------------
+# Class-conditional DCGAN: both nets see the digit label
+# --------------------------------------------------------------------------------------------
+def check_labels(labels: Tensor, batch: int, num_classes: int, who: str) -> None:
+    """Refuse labels that an ``nn.Embedding`` would reject with an opaque index error (or, for
+    floats, accept silently): they must be integers of shape (B,) in ``[0, num_classes - 1]``."""
+    integer = isinstance(labels, Tensor) and not (
+        labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
+    if not integer:
+        kind = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"{who} expects integer class labels (torch.long) in [0, {num_classes - 1}]; "
+                         f"got {kind}. Pass the dataset's digit labels, e.g. torch.tensor([3, 7]), "
+                         "not one-hot or float labels.")
+    if labels.shape != (batch,):
+        raise ValueError(f"{who} expects one label per image, shape ({batch},); "
+                         f"got labels of shape {tuple(labels.shape)}")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        shown = sorted(set(labels[bad].tolist()))[:10]
+        raise ValueError(f"{who} has {num_classes} classes, so labels must lie in [0, {num_classes - 1}]; "
+                         f"got label(s) {shown}")
+
+
+class ConditionalDCGANGenerator(DCGANGenerator):
+    """Noise ``z`` (B, z_dim) and digit labels ``y`` (B,) -> images (B, 1, 28, 28) in [-1, 1].
+
+    The conditional GAN of Mirza & Osindero (2014) on the DCGAN above: a learned embedding of the
+    label (``embed_dim`` numbers per class) is concatenated to ``z`` before the projection, so the
+    same ``z`` under another label gives another digit. Everything after the projection is
+    :class:`DCGANGenerator`'s.
+    """
+
+    def __init__(self, z_dim: int = 100, width: int = 64, num_classes: int = 10, embed_dim: int = 50) -> None:
+        if num_classes < 2 or embed_dim < 1:
+            raise ValueError(f"num_classes must be >= 2 and embed_dim >= 1; got {num_classes}, {embed_dim}")
+        super().__init__(z_dim + embed_dim, width)
+        self.z_dim = z_dim  # the noise length callers draw; the projection reads z_dim + embed_dim
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        dcgan_init_(self.embed)  # N(0, 0.02): the label starts quiet next to z, see dcgan_init_
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:  # (B, z_dim), (B,)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"ConditionalDCGANGenerator expects noise of shape (B, {self.z_dim}); "
+                             f"got {tuple(z.shape)}")
+        check_labels(labels, z.shape[0], self.num_classes, "ConditionalDCGANGenerator")
+        return self.decode(torch.cat([z, self.embed(labels)], dim=1))  # (B, 1, 28, 28)
+
+
+class ProjectionDiscriminator(DCGANDiscriminator):
+    """Images (B, 1, 28, 28) and labels (B,) -> one logit per image (B,): "real *and* of this class".
+
+    The projection discriminator of Miyato & Koyama (2018): with the features ``phi(x)`` that
+    :class:`DCGANDiscriminator` feeds its linear layer, the logit is ``psi(phi(x)) + <e_y, phi(x)>``,
+    where ``e_y`` is a learned embedding of the label. An image that looks real but does not match
+    its label loses the second term, so the generator is pushed towards the requested digit.
+    """
+
+    def __init__(self, width: int = 64, num_classes: int = 10) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+        super().__init__(width)
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, 2 * width * 7 * 7)
+        dcgan_init_(self.embed)
+
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:  # (B, 1, 28, 28), (B,)
+        if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+            raise ValueError(f"ProjectionDiscriminator expects images of shape (B, 1, 28, 28); "
+                             f"got {tuple(x.shape)}")
+        check_labels(labels, x.shape[0], self.num_classes, "ProjectionDiscriminator")
+        phi = self.down2(self.down1(x)).flatten(1)  # (B, 2w * 7 * 7)
+        return self.classify(phi).squeeze(1) + (self.embed(labels) * phi).sum(1)  # (B,) logits
+
+
+def conditional_dcgan(z_dim: int = 100, width: int = 64, d_width: int | None = None, num_classes: int = 10,
+                      embed_dim: int = 50) -> nn.ModuleDict:
+    """Conditional generator and projection discriminator in one ``nn.ModuleDict`` ("G", "D")."""
+    return nn.ModuleDict({"G": ConditionalDCGANGenerator(z_dim, width, num_classes, embed_dim),
+                          "D": ProjectionDiscriminator(d_width or width, num_classes)})

@@ -21,27 +21,16 @@ from __future__ import annotations
 
 import functools
 import html.parser
-import http.server
 import json
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from localsite import CHROMIUM, launch_browser, serve  # noqa: E402,F401 - shared with build_pdf
+
 SOURCE_SUFFIXES = (".md", ".ipynb")
 
 # The text of a matplotlib figure's repr: a cell output showing it without an image is a figure that
@@ -90,34 +79,6 @@ def _glob_docnames(root: Path, pattern: str) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # Serving the HTML folder on the loopback interface
 # --------------------------------------------------------------------------------------------------
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-@contextmanager
-def serve(html_dir: Path) -> Iterator[str]:
-    """Serve ``html_dir`` on 127.0.0.1 at a free port; yields the base URL (ending in '/')."""
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def launch_browser(playwright):  # -> playwright Browser
-    """Debian's Chromium, headless; a clear error when it is not installed."""
-    if not Path(CHROMIUM).exists():
-        raise FileNotFoundError(
-            f"{CHROMIUM} not found: install Debian's Chromium with `apt-get install -y chromium`"
-        )
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-
-
 # --------------------------------------------------------------------------------------------------
 # Anchors defined by a page (parsed from the HTML files, cached per file)
 # --------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ PHONE, TABLET, DESKTOP = 390, 800, 1280
 # Pages a human should look at after each CI run, saved under _build/screenshots/ as
 # <page>-<width>.png: the landing page and two chapters at all three widths (and the
 # glossary on a desktop). Chapters that no longer exist give way to the first and last.
-_WANTED = [d for d in ("book/04_training_loop", "book/13_metrics") if d in CHAPTERS]
+_WANTED = [d for d in ("book/04_training_loop", "book/15_metrics") if d in CHAPTERS]
 _SHOWN = _WANTED or CHAPTERS[:1] + CHAPTERS[-1:]
 SCREENSHOT_PAGES = list(dict.fromkeys([PAGES[0], *_SHOWN]))
 SCREENSHOTS_DESKTOP = {*SCREENSHOT_PAGES, "book/appendix/glossary"}

@@ -142,6 +142,31 @@ def parse_conv(text: str) -> Result:
     return Result(header, require_rows(tables, body))
 
 
+# -- bench_batch_norm ---------------------------------------------------------------------------
+MEDIAN_ROW = re.compile(
+    rf"\s+(?P<variant>\S.*?)\s+median\s+(?P<median>{NUMBER} ms)\s+ratio\s+(?P<ratio>{NUMBER}x)"
+)
+
+
+def parse_median_ratios(text: str, baseline: str) -> Result:
+    """An input name on its own line, then one indented row per variant: median time and ratio
+    to ``baseline``; after the tables, 'label: value' notes (the largest ratio)."""
+    header, body = split_header(numbered_lines(text))
+    tables: list[Table] = []
+    notes: list[str] = []
+    for n, line in nonblank(body):
+        if notes or (not line[0].isspace() and NOTE.fullmatch(line)):
+            notes.append(expect(NOTE, (n, line), "a 'label: value' line").group(0))
+        elif not line[0].isspace():
+            tables.append(Table(line, ["variant", "median time per run", f"ratio to {baseline}"]))
+        elif not tables:
+            raise ResultFormatError(f"line {n}: a timing row before any input name: {line!r}")
+        else:
+            m = expect(MEDIAN_ROW, (n, line), "'  <variant>  median <t> ms  ratio <r>x'")
+            tables[-1].rows.append([m["variant"], m["median"], m["ratio"]])
+    return Result(header, require_rows(tables, body), notes)
+
+
 # -- bench_trainer, bench_augment ---------------------------------------------------------------
 TIMED_ROW = re.compile(
     rf"(?P<name>\S.*?)\s+median\s+(?P<median>{NUMBER} s)\s+mean\s+(?P<mean>{NUMBER} s)"
@@ -318,8 +343,8 @@ def listing(labels: list[str], texts: list[str]) -> str:
     return ", ".join(f"{label} {text}" for label, text in zip(labels, texts))
 
 
-def chart_conv(result: Result) -> Chart:
-    """One panel per layer: each variant's time as a ratio to F.conv2d."""
+def chart_ratios(result: Result, baseline: str, caption: str) -> Chart:
+    """One panel per table (a layer, an input): each variant's time as a ratio to ``baseline``."""
     fig, axes = new_figure(6.0, 1.0 + 1.1 * len(result.tables), rows=len(result.tables),
                            sharex=True)
     for ax, table in zip(axes, result.tables):
@@ -327,11 +352,14 @@ def chart_conv(result: Result) -> Chart:
         bars(ax, labels, [number(r) for r in ratios], ratios)
         ax.axvline(1.0, color="0.5", linestyle="--", linewidth=1)
         ax.set_title(table.title, loc="left")
-    axes[-1].set_xlabel("time relative to F.conv2d (1.00x = as fast)")
-    alt = "Bar charts of forward plus backward time relative to F.conv2d. " + " ".join(
+    # The panels share one x axis: make it hold the largest ratio of all of them.
+    largest = max(number(r[2]) for t in result.tables for r in t.rows)
+    axes[-1].set_xlim(0, largest * 1.3)
+    axes[-1].set_xlabel(f"time relative to {baseline} (1.00x = as fast)")
+    alt = f"Bar charts of forward plus backward time relative to {baseline}. " + " ".join(
         f"{t.title}: {listing([r[0] for r in t.rows], [r[2] for r in t.rows])}."
         for t in result.tables)
-    return Chart(fig, alt, "Time of each convolution relative to F.conv2d (the tables above).")
+    return Chart(fig, alt, caption)
 
 
 def chart_timed(result: Result) -> Chart:
@@ -361,6 +389,21 @@ def chart_inference(result: Result) -> Chart:
         parts.append(f"batch {batch}: {listing(labels, ratios)}")
     alt = "Bar charts of throughput relative to eager PyTorch. " + "; ".join(parts) + "."
     return Chart(fig, alt, "Throughput of each form relative to eager PyTorch, per batch size.")
+
+
+def chart_throughput(result: Result) -> Chart:
+    """One bar per setting (form and batch): its throughput relative to the first row."""
+    rows = result.tables[0].rows
+    labels = [f"{r[0]}, batch {r[1]}" for r in rows]
+    ratios = [r[4] for r in rows]
+    fig, (ax,) = new_figure(6.5, 0.8 + 0.32 * len(rows))
+    bars(ax, labels, [number(r) for r in ratios], ratios)
+    ax.axvline(1.0, color="0.5", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"images/s relative to {labels[0]}")
+    alt = (f"Bar chart of training throughput relative to {labels[0]}: "
+           f"{listing(labels, ratios)}.")
+    return Chart(fig, alt, "Training throughput of each setting relative to the first row "
+                           "(the table above).")
 
 
 def chart_degradation(result: Result) -> Chart:
@@ -422,11 +465,18 @@ class Format:
 
 #: In the order of the chapters that use them; scripts not listed here come after, by name.
 FORMATS: dict[str, Format] = {
-    "bench_conv": Format("Convolution", parse_conv, chart_conv),
+    "bench_conv": Format("Convolution", parse_conv, partial(
+        chart_ratios, baseline="F.conv2d",
+        caption="Time of each convolution relative to F.conv2d (the tables above).")),
     "bench_trainer": Format(
         "Trainer overhead",
         partial(parse_median_mean, subject="loop", title="Time of one training run"),
         chart_timed),
+    "bench_batch_norm": Format(
+        "Batch normalization",
+        partial(parse_median_ratios, baseline="F.batch_norm"),
+        partial(chart_ratios, baseline="F.batch_norm",
+                caption="Median time of each variant relative to F.batch_norm (the tables above).")),
     "bench_augment": Format(
         "Batched augmentation",
         partial(parse_median_mean, subject="what runs", title="CPU time of one epoch"),
@@ -435,10 +485,14 @@ FORMATS: dict[str, Format] = {
                                 parse_degradation, chart_degradation),
     "bench_gan_budget": Format("DCGAN quality against training time",
                                parse_gan_quality, chart_gan_quality),
+    "bench_gan_conditional": Format("Class-conditional DCGAN at the same budgets",
+                                    parse_gan_quality, chart_gan_quality),
     "bench_gan_reference_width": Format("DCGAN at the reference width",
                                         parse_gan_quality, chart_gan_quality),
     "bench_inference": Format("Inference speed",
                               parse_inference, chart_inference),
+    "bench_distributed": Format("Training throughput: one machine, and two ranks",
+                                parse_inference, chart_throughput),
 }
 
 
