@@ -19,7 +19,7 @@ KERNEL_ENV := --env OMP_WAIT_POLICY PASSIVE --env COMPANION_PROGRESS line --env 
 
 help:
 	@echo "make test     unit tests + every notebook under nbval + book build (what CI runs)"
-	@echo "make book     build the HTML book into _build/html"
+	@echo "make book     build the HTML book into _build/html (Chinese edition: _build/html/zh)"
 	@echo "make pdf      the whole book as one PDF, _build/html/downloads/book.pdf (after make book)"
 	@echo "make lab      JupyterLab with the '$(KERNEL)' kernel that imports companion"
 	@echo "make execute  re-run notebooks in place (NB=book/01_images_as_tensors.ipynb for one)"
@@ -50,9 +50,13 @@ nbval: $(STAMP)
 nbval-isa: $(STAMP)
 	source scripts/other_isa.sh && $(NBVAL) -q $(NB)
 
+# Both editions: English in _build/html/, Chinese (the same notebooks, translated through
+# locale/zh_CN/) in _build/html/zh/; then the catalogues against freshly extracted messages.
 book-check: $(STAMP)
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build . -W --keep-going -q
+	$(PY) scripts/i18n.py build -W --keep-going -q
+	$(PY) scripts/i18n.py check
 
 # The built book as readers meet it (needs Debian's chromium; .ci/run installs it): Sphinx's
 # linkcheck on internal links (external ones are ignored offline), then headless Chromium over every

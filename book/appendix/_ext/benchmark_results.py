@@ -521,8 +521,23 @@ def _summary(script: Path) -> str:
     return (doc or "").strip().splitlines()[0] if doc else ""
 
 
-def _para(*children: nodes.Node, classes: list[str] | None = None) -> nodes.paragraph:
-    return nodes.paragraph("", "", *children, classes=classes or [])
+# Text this page writes in prose (not the measured record) is a message of the page's
+# translation catalogue: such a node carries its MyST source as rawsource and TRANSLATABLE,
+# and the directive gives it a source location, which is what Sphinx's gettext extracts and
+# its translation step replaces (the Chinese edition, scripts/i18n.py).
+TRANSLATABLE = "book_translatable"
+
+
+def _translatable(node: nodes.Element, source: str) -> nodes.Element:
+    node.rawsource = source
+    node[TRANSLATABLE] = True
+    return node
+
+
+def _para(*children: nodes.Node, classes: list[str] | None = None,
+          source: str | None = None) -> nodes.paragraph:
+    para = nodes.paragraph("", "", *children, classes=classes or [])
+    return _translatable(para, source) if source else para
 
 
 def _inline(text: str) -> list[nodes.Node]:
@@ -554,7 +569,7 @@ def header_node(header: list[str]) -> nodes.Node:
     for line in header:
         items += nodes.list_item("", _para(*_labelled(line)))
     return nodes.container("", _para(nodes.emphasis(text="How it was measured:"),
-                                     classes=["small"]), items, classes=["benchmark-header"])
+                                     classes=["small"], source="*How it was measured:*"), items, classes=["benchmark-header"])
 
 
 def _entry(text: str, numeric: bool, head: bool = False) -> nodes.entry:
@@ -562,7 +577,8 @@ def _entry(text: str, numeric: bool, head: bool = False) -> nodes.entry:
     classes = ["text-end"] if numeric else []
     if not head and (numeric or " " not in text):
         classes.append("text-nowrap")
-    return nodes.entry("", _para(nodes.Text(text)) if text else _para(), classes=classes)
+    para = _para(nodes.Text(text), source=text if head else None) if text else _para()
+    return nodes.entry("", para, classes=classes)
 
 
 def table_node(table: Table, ids: list[str]) -> nodes.table:
@@ -570,7 +586,7 @@ def table_node(table: Table, ids: list[str]) -> nodes.table:
     numeric = [all(re.match(NUMBER, r[i]) or not r[i] for r in table.rows)
                for i in range(len(table.columns))]
     node = nodes.table(ids=ids, classes=["benchmark-table"])
-    node += nodes.title(text=table.title)
+    node += _translatable(nodes.title(text=table.title), table.title)
     group = nodes.tgroup(cols=len(table.columns))
     node += group
     for _ in table.columns:
@@ -587,7 +603,7 @@ def table_node(table: Table, ids: list[str]) -> nodes.table:
 def figure_node(uri: str, alt: str, caption: str, ids: list[str]) -> nodes.figure:
     figure = nodes.figure(ids=ids, classes=["benchmark-chart"])
     figure += nodes.image(uri=uri, alt=alt)
-    figure += nodes.caption(caption, caption)
+    figure += _translatable(nodes.caption(caption, caption), caption)
     return figure
 
 
@@ -637,8 +653,13 @@ class BenchmarkResults(SphinxDirective):
             self.env.note_dependency(str(path))
         if not scripts and not results:
             return [_para(nodes.Text("No benchmark scripts exist yet (benchmarks/bench_*.py)."))]
-        return [self.section(name, scripts.get(name), results.get(name), results_dir)
-                for name in ordered(set(scripts) | set(results))]
+        sections = [self.section(name, scripts.get(name), results.get(name), results_dir)
+                    for name in ordered(set(scripts) | set(results))]
+        for section in sections:
+            for node in section.findall(nodes.Element):
+                if node.get(TRANSLATABLE):
+                    self.set_source_info(node)
+        return sections
 
     def section(self, name: str, script: Path | None, result: Path | None,
                 results_dir: Path) -> nodes.section:
@@ -658,6 +679,7 @@ class BenchmarkResults(SphinxDirective):
                 nodes.Text("no stored result in "),
                 nodes.literal(text=f"benchmarks/results/{name}.txt"),
                 nodes.Text("."),
+                source=f"*Not measured yet:* no stored result in `benchmarks/results/{name}.txt`.",
             )
         else:
             section += self.measurements(name, result)
@@ -671,14 +693,19 @@ class BenchmarkResults(SphinxDirective):
     def about(self, name: str, script: Path | None) -> list[nodes.Node]:
         if script is None:
             return [_para(nodes.Text("Its script, "), nodes.literal(text=f"benchmarks/{name}.py"),
-                          nodes.Text(", no longer exists; this is its last stored output."))]
-        out = [_para(*_inline(summary))] if (summary := _summary(script)) else []
+                          nodes.Text(", no longer exists; this is its last stored output."),
+                          source=f"Its script, `benchmarks/{name}.py`, no longer exists; this "
+                                 "is its last stored output.")]
+        summary = _summary(script)
+        out = [_para(*_inline(summary), source=summary)] if summary else []
         out.append(_para(
             nodes.Text("Run it with "),
             nodes.literal(text=f"python benchmarks/{script.name}"),
             nodes.Text(" (or "),
             nodes.literal(text="make benchmarks"),
             nodes.Text(" for all of them)."),
+            source=f"Run it with `python benchmarks/{script.name}` (or `make benchmarks` for "
+                   "all of them).",
         ))
         return out
 
@@ -692,7 +719,8 @@ class BenchmarkResults(SphinxDirective):
             logger.warning(f"{rel}: {err}; the page shows it as plain text. To show it as tables, "
                            f"{HOW_TO_FIX}.", location=self.get_location(),
                            type="benchmark", subtype="format")
-            return [_para(nodes.Text("Last stored measurement (as printed):")),
+            return [_para(nodes.Text("Last stored measurement (as printed):"),
+                          source="Last stored measurement (as printed):"),
                     nodes.literal_block(text, text, language="text")]
         out: list[nodes.Node] = [header_node(result.header)] if result.header else []
         for i, table in enumerate(result.tables, start=1):

@@ -43,6 +43,8 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.osutil import relative_uri
 
+from i18n_notebooks import _
+
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -217,11 +219,13 @@ def card_class(chapter: Chapter) -> str:
 def card_markup(chapter: Chapter, title: str, summary: str) -> str:
     """One sphinx-design card, as MyST."""
     label = f"{chapter.number}. {title}"
+    # Read out with the card's title next to it, so the chapter's number is enough.
+    link_alt = _("Chapter {number}").format(number=chapter.number)
     return "\n".join([
         f":::{{grid-item-card}} {label}",
         f":link: /{chapter.docname}",
         ":link-type: doc",
-        f":link-alt: Chapter {label}",
+        f":link-alt: {link_alt}",
         f":class-card: chapter-card {card_class(chapter)}",
         "",
         " ".join(summary.split()),
@@ -304,8 +308,10 @@ def _thumb_image(app: Sphinx, docname: str, node: chapter_thumb) -> nodes.Node |
     uri = relative_uri(page_path(app, docname), f"{THUMB_DIR}/{name}")
     # The caption's first sentence: alt text says what the picture shows, briefly.
     caption = re.split(r"(?<=[.!?])\s+(?=[A-Z])", plain_text(chosen.caption))[0]
-    caption = caption or f"a figure of chapter {node['number']}"
-    image = nodes.image(uri=uri, alt=f"Figure from chapter {node['number']}: {caption}",
+    caption = caption or _("a figure of chapter {number}").format(number=node["number"])
+    alt = _("Figure from chapter {number}: {caption}").format(number=node["number"],
+                                                              caption=caption)
+    image = nodes.image(uri=uri, alt=alt,
                         classes=["sd-card-img-top", "chapter-thumb"])
     # Not a source file: Sphinx must neither look for it in the source tree nor copy it.
     image["candidates"] = {"?": uri}
@@ -348,10 +354,14 @@ class BookDownloads(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         para = nodes.paragraph(classes=["book-downloads"])
-        para += _download("Download the whole book as PDF", PDF_TARGET)
-        para += nodes.Text(", or ")
-        para += _download("all notebooks (zip)", ZIP_TARGET)
-        para += nodes.Text(" to run them yourself.")
+        # The PDF is printed from the English book (make pdf); another edition, built into a
+        # subfolder of the English one (_build/html/zh/), links to that file.
+        english = (self.env.config.language or "en").startswith("en")
+        para += _download(_("Download the whole book as PDF"),
+                          PDF_TARGET if english else "../" + PDF_TARGET)
+        para += nodes.Text(_(", or "))
+        para += _download(_("all notebooks (zip)"), ZIP_TARGET)
+        para += nodes.Text(_(" to run them yourself."))
         return [para]
 
 

@@ -34,6 +34,7 @@ from sphinx.util import logging
 
 # This folder is on sys.path (jupyter-book's local_extensions): reuse the landing page's view
 # of the chapters (book/[0-9]*.ipynb, numbered by their prefix, as _toc.yml numbers them).
+from i18n_notebooks import _
 from landing import Chapter, find_chapters, read_notebook
 
 logger = logging.getLogger(__name__)
@@ -95,23 +96,24 @@ def chapter_link(chapter: Chapter) -> addnodes.pending_xref:
     ref = addnodes.pending_xref("", refdomain="std", reftype="doc",
                                 reftarget="/" + chapter.docname, refexplicit=True,
                                 refwarn=True)
-    ref += nodes.inline("", f"chapter {chapter.number}")
+    ref += nodes.inline("", _("chapter {number}").format(number=chapter.number))
     return ref
 
 
 def prerequisites_line(groups: list[tuple[Chapter, list[str]]]) -> nodes.paragraph:
     para = nodes.paragraph(classes=[CSS_CLASS])
-    para += nodes.strong("", "Before this chapter")
+    para += nodes.strong("", _("Before this chapter"))
     para += nodes.Text(" \u2014 ")
     if not groups:
-        para += nodes.Text("nothing from earlier chapters.")
+        para += nodes.Text(_("nothing from earlier chapters."))
         return para
     for i, (source, labels) in enumerate(groups):
         if i:
-            para += nodes.Text("; ")
+            para += nodes.Text(_("; "))
         para += chapter_link(source)
-        para += nodes.Text(f": {', '.join(labels)}")
-    para += nodes.Text(".")
+        # The labels come from _concepts.yml; scripts/i18n.py puts them in the dlbook catalogue.
+        para += nodes.Text(_(": ") + _(", ").join(_(label) for label in labels))
+    para += nodes.Text(_("."))
     return para
 
 
