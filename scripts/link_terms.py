@@ -144,10 +144,9 @@ def link_cell(source: str, todo: dict) -> str:
     return "\n".join(lines)
 
 
-def link_notebook(path: Path) -> bool:
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    todo = {h: rx for h, rx in patterns()
-            if (path.stem, h.split(" · ")[0]) not in EXCLUDE}
+def link_cells(nb: dict, stem: str) -> bool:
+    """Link the pending terms in the notebook ``nb`` (chapter ``stem``); True if it changed."""
+    todo = {h: rx for h, rx in patterns() if (stem, h.split(" · ")[0]) not in EXCLUDE}
     markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     for head in list(todo):
         if f"<{head}>`" in markdown:
@@ -161,6 +160,13 @@ def link_notebook(path: Path) -> bool:
         if new != src:
             cell["source"] = new.splitlines(keepends=True)
             changed = True
+    return changed
+
+
+def link_notebook(path: Path) -> bool:
+    """Link the chapter at ``path`` in place; True if it changed."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    changed = link_cells(nb, path.stem)
     if changed:
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return changed
@@ -172,14 +178,8 @@ def main() -> int:
     args = ap.parse_args()
     chapters = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
     if args.check:
-        import shutil, tempfile
-        bad = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for p in chapters:
-                q = Path(tmp) / p.name
-                shutil.copy(p, q)
-                if link_notebook(q):
-                    bad.append(p.name)
+        bad = [p.name for p in chapters
+               if link_cells(json.loads(p.read_text(encoding="utf-8")), p.stem)]
         for name in bad:
             print(f"{name}: a glossary term's first use is not linked; run scripts/link_terms.py")
         return 1 if bad else 0
